@@ -1,0 +1,40 @@
+"""Identity's composition root."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from services.identity import consumers
+from services.identity.domain import SessionPolicy
+from services.identity.handlers import Deps, PasswordHasher
+from services.identity.http import routes
+from services.identity.settings import IdentitySettings
+from services.identity.tables import metadata
+from shared.http import install_problem_handlers
+from shared.runtime import Runtime
+from shared.secrets import MailTokenCipher
+
+
+def create_app(settings: IdentitySettings | None = None) -> FastAPI:
+    settings = settings or IdentitySettings()
+    runtime = Runtime.build(name="identity", settings=settings, metadata=metadata)
+    runtime.consume(topics=consumers.TOPICS, handlers=consumers.HANDLERS)
+    deps = Deps(
+        outbox=runtime.outbox,
+        cipher=MailTokenCipher(settings.mail_token_key),
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        sessions=SessionPolicy(
+            idle=timedelta(seconds=settings.session_idle_seconds),
+            absolute=timedelta(seconds=settings.session_absolute_seconds),
+            remember_idle=timedelta(seconds=settings.remember_idle_seconds),
+            remember_absolute=timedelta(seconds=settings.remember_absolute_seconds),
+        ),
+    )
+    app = FastAPI(title="portal-auth identity", lifespan=runtime.lifespan)
+    app.state.runtime, app.state.deps, app.state.settings = runtime, deps, settings
+    install_problem_handlers(app)
+    app.include_router(runtime.health())
+    app.include_router(routes(runtime, settings, deps))
+    return app

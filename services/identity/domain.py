@@ -1,0 +1,97 @@
+"""Identity's rules, with no framework in them: emails, passwords, tokens, sessions."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import bcrypt
+from email_validator import EmailNotValidError, validate_email
+
+MAX_PASSWORD_CHARS = 1024
+MAX_EMAIL_CHARS = 254
+
+
+class InvalidEmail(ValueError):
+    pass
+
+
+class PasswordTooShort(ValueError):
+    def __init__(self, min_length: int) -> None:
+        super().__init__(min_length)
+        self.min_length = min_length
+
+
+class PasswordTooLong(ValueError):
+    pass
+
+
+def normalize_email(raw: str) -> str:
+    """The account's key within an organization: trimmed, domain in IDNA form, case-folded."""
+    text = unicodedata.normalize("NFC", (raw or "").strip())
+    if not text or len(text) > MAX_EMAIL_CHARS:
+        raise InvalidEmail(raw)
+    try:
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(raw) from exc
+    return f"{result.local_part.lower()}@{result.ascii_domain.lower()}"
+
+
+def normalize_password(password: str) -> str:
+    """NFKC, so the same password typed on two keyboards (full-width digits, composed accents) matches."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def check_password(password: str, *, min_length: int) -> str:
+    """The normalized password if it meets the policy; every character counts toward the length."""
+    normalized = normalize_password(password)
+    if len(normalized) > MAX_PASSWORD_CHARS:
+        raise PasswordTooLong()
+    if len(normalized) < max(12, min_length):
+        raise PasswordTooShort(max(12, min_length))
+    return normalized
+
+
+def _prehash(password: str) -> bytes:
+    """bcrypt reads only 72 bytes: SHA-256 first (base64, 44 bytes) keeps all 1024 characters significant."""
+    return base64.b64encode(hashlib.sha256(normalize_password(password).encode()).digest())
+
+
+def hash_password(password: str, *, rounds: int) -> str:
+    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode()
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    return bcrypt.checkpw(_prehash(password), hashed.encode())
+
+
+def hash_rounds(hashed: str) -> int:
+    return int(hashed.split("$")[2])
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """Idle expiry with an absolute maximum; remember_me lengthens both."""
+
+    idle: timedelta = timedelta(hours=2)
+    absolute: timedelta = timedelta(hours=12)
+    remember_idle: timedelta = timedelta(days=14)
+    remember_absolute: timedelta = timedelta(days=30)
+
+    def limits(self, *, remember: bool) -> tuple[timedelta, timedelta]:
+        return (self.remember_idle, self.remember_absolute) if remember else (self.idle, self.absolute)
+
+    def idle_deadline(self, now: datetime, *, remember: bool, absolute_expires_at: datetime) -> datetime:
+        return min(now + self.limits(remember=remember)[0], absolute_expires_at)
+
+
+class Refused(Exception):
+    """A request answered with one of the contract's error codes; ``extra`` joins the body."""
+
+    def __init__(self, code: str, *, retry_after: int | None = None, **extra: object) -> None:
+        super().__init__(code)
+        self.code, self.retry_after, self.extra = code, retry_after, extra

@@ -1,0 +1,227 @@
+"""Identity's use cases. Each runs inside one transaction opened by the entrypoint; events go
+into the outbox in that same transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.identity import domain
+from services.identity.domain import Refused, SessionPolicy
+from services.identity.repository import IdentityRepository
+from shared import events
+from shared.messaging import Outbox
+from shared.secrets import MailTokenCipher, new_token, token_hash
+from shared.tenancy import TenantSettings
+
+CONFIRM, RESET = "confirm", "reset"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class PasswordHasher:
+    """bcrypt off the event loop, so both cores work; a dummy hash answers for unknown emails."""
+
+    def __init__(self, rounds: int) -> None:
+        self.rounds = rounds
+        self._dummy = domain.hash_password(new_token(), rounds=rounds)
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(domain.hash_password, password, rounds=self.rounds)
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        ok = await asyncio.to_thread(domain.verify_password, password, hashed or self._dummy)
+        return ok and hashed is not None
+
+    def outdated(self, hashed: str) -> bool:
+        return domain.hash_rounds(hashed) != self.rounds
+
+
+@dataclass(frozen=True)
+class Org:
+    slug: str
+    name: str
+    settings: TenantSettings
+    host: str
+
+
+@dataclass(frozen=True)
+class Deps:
+    outbox: Outbox
+    cipher: MailTokenCipher
+    hasher: PasswordHasher
+    sessions: SessionPolicy = field(default_factory=SessionPolicy)
+    clock: Callable[[], datetime] = utcnow
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    cookie_value: str
+    max_age: int | None
+    user: dict[str, Any]
+    organization: dict[str, Any]
+
+
+async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, display_name: str | None) -> None:
+    address = _email(email)
+    password_hash = await deps.hasher.hash(_password(password, org))
+    repo = IdentityRepository(conn)
+    user_id = await repo.add_user(tenant=org.slug, email=address, password_hash=password_hash, display_name=display_name)
+    if user_id is None:
+        existing = await repo.user_by_email(tenant=org.slug, email=address)
+        await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
+        return
+    sealed, expires_at = await _issue(repo, deps, org, user_id, CONFIRM)
+    await deps.outbox.add(conn, events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
+                                                      expires_at=expires_at, display_name=display_name), tenant=org.slug)
+
+
+async def resend_confirmation(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
+    repo = IdentityRepository(conn)
+    user = await repo.user_by_email(tenant=org.slug, email=_email(email))
+    if user is None or user.confirmed_at is not None:
+        return
+    sealed, expires_at = await _issue(repo, deps, org, user.id, CONFIRM)
+    await deps.outbox.add(conn, events.ConfirmationRequested(email=user.email, user_id=user.id, host=org.host,
+                                                             token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
+
+
+async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) -> None:
+    repo = IdentityRepository(conn)
+    row = await _redeem(repo, deps, org, token, CONFIRM)
+    user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
+    await repo.confirm_user(tenant=org.slug, user_id=user.id, now=deps.clock())
+    await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
+
+
+async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
+                source: str) -> SignedIn | Refused:
+    """A refusal is returned, not raised, when its event must be committed (LoginFailed)."""
+    address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
+    if not await repo.serialize_account(tenant=org.slug, email=address):
+        raise Refused("too_many_requests", retry_after=1)
+    until = await repo.locked_until(tenant=org.slug, email=address, source=source, now=now)
+    if until is not None:
+        raise Refused("account_locked", retry_after=math.ceil((until - now).total_seconds()), locked_until=until.isoformat())
+    user = await repo.user_by_email(tenant=org.slug, email=address)
+    if not await deps.hasher.verify(password, user.password_hash if user else None):
+        await deps.outbox.add(conn, events.LoginFailed(email=address, source=source), tenant=org.slug)
+        return Refused("invalid_credentials")
+    if user.confirmed_at is None:
+        raise Refused("user_not_confirmed", actions=["resend_confirmation"])
+    if deps.hasher.outdated(user.password_hash):
+        await repo.set_password_hash(tenant=org.slug, user_id=user.id, password_hash=await deps.hasher.hash(password))
+    signed_in = await _open_session(repo, deps, org, user, remember=remember, now=now)
+    await deps.outbox.add(conn, events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
+    return signed_in
+
+
+async def current_session(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> dict[str, Any]:
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
+    if row is None:
+        raise Refused("not_authenticated")
+    idle = deps.sessions.idle_deadline(now, remember=row.remember, absolute_expires_at=row.absolute_expires_at)
+    if idle - row.idle_expires_at > timedelta(minutes=1):  # slide the idle window, at most one write a minute
+        await repo.extend_session(session_id=row.id, idle_expires_at=idle)
+    return {"user": _user(row.user_id, row.email, row.display_name), "organization": _org(org)}
+
+
+async def logout(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
+    if row is None:
+        return
+    await repo.revoke_sessions(tenant=org.slug, user_id=row.user_id, session_id=row.id, now=now)
+    await deps.outbox.add(conn, events.SessionRevoked(email=row.email, user_id=row.user_id, session_id=row.id, reason="logout"),
+                          tenant=org.slug)
+
+
+async def forgot_password(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
+    repo = IdentityRepository(conn)
+    user = await repo.user_by_email(tenant=org.slug, email=_email(email))
+    if user is None:
+        return
+    sealed, expires_at = await _issue(repo, deps, org, user.id, RESET)
+    await deps.outbox.add(conn, events.ResetRequested(email=user.email, user_id=user.id, host=org.host,
+                                                      token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
+
+
+async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, password: str) -> None:
+    """A new password revokes every session and lifts every lock; it also proves the address."""
+    new_password = _password(password, org)
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await _redeem(repo, deps, org, token, RESET)
+    user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
+    await repo.set_password_hash(tenant=org.slug, user_id=user.id, password_hash=await deps.hasher.hash(new_password))
+    await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
+    await repo.clear_locks(tenant=org.slug, email=user.email, every=True)
+    for session_id in await repo.revoke_sessions(tenant=org.slug, user_id=user.id, now=now):
+        await deps.outbox.add(conn, events.SessionRevoked(email=user.email, user_id=user.id, session_id=session_id,
+                                                          reason="password_changed"), tenant=org.slug)
+    await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id), tenant=org.slug)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _email(raw: str) -> str:
+    try:
+        return domain.normalize_email(raw)
+    except domain.InvalidEmail:
+        raise Refused("invalid_email") from None
+
+
+def _password(raw: str, org: Org) -> str:
+    try:
+        return domain.check_password(raw, min_length=org.settings.password.min_length)
+    except domain.PasswordTooShort as exc:
+        title = f"Password must be at least {exc.min_length} characters"
+        raise Refused("password_too_short", min_length=exc.min_length, title=title) from None
+    except domain.PasswordTooLong:
+        raise Refused("password_too_long", max_length=domain.MAX_PASSWORD_CHARS) from None
+
+
+async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> tuple[str, datetime]:
+    token, now = new_token(), deps.clock()
+    ttl = org.settings.tokens.confirmation_ttl_seconds if purpose == CONFIRM else org.settings.tokens.reset_ttl_seconds
+    expires_at = now + timedelta(seconds=ttl)
+    await repo.issue_token(tenant=org.slug, user_id=user_id, purpose=purpose, token_hash=token_hash(token),
+                           expires_at=expires_at, now=now)
+    return deps.cipher.encrypt(token), expires_at
+
+
+async def _redeem(repo: IdentityRepository, deps: Deps, org: Org, token: str, purpose: str) -> Any:
+    row = await repo.token(tenant=org.slug, purpose=purpose, token_hash=token_hash(token or ""))
+    if row is None or row.used_at is not None or row.superseded_at is not None:
+        raise Refused("token_invalid", actions=["request_new"])
+    now = deps.clock()
+    if row.expires_at <= now:
+        raise Refused("token_expired", actions=["request_new"])
+    await repo.use_token(token_hash=row.token_hash, now=now)
+    return row
+
+
+async def _open_session(repo: IdentityRepository, deps: Deps, org: Org, user: Any, *, remember: bool, now: datetime) -> SignedIn:
+    cookie_value, (idle, absolute) = new_token(), deps.sessions.limits(remember=remember)
+    await repo.add_session(id=uuid.uuid4(), token_hash=token_hash(cookie_value), tenant=org.slug, user_id=user.id,
+                           remember=remember, created_at=now, idle_expires_at=now + idle, absolute_expires_at=now + absolute)
+    return SignedIn(cookie_value=cookie_value, max_age=int(absolute.total_seconds()) if remember else None,
+                    user=_user(user.id, user.email, user.display_name), organization=_org(org))
+
+
+def _user(user_id: uuid.UUID, email: str, display_name: str | None) -> dict[str, Any]:
+    return {"id": str(user_id), "email": email, "display_name": display_name}
+
+
+def _org(org: Org) -> dict[str, Any]:
+    return {"slug": org.slug, "name": org.name, "display_name": org.settings.display_name or org.name}

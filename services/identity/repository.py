@@ -1,0 +1,126 @@
+"""All of identity's SQL, scoped by organization in every query."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.identity.tables import domains, locks, sessions, tenants, tokens, users
+
+ALL_SOURCES = ""
+
+
+class IdentityRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    # --- copies of the tenant service's organizations -----------------------------------------
+
+    async def tenant_for_host(self, host: str) -> Any | None:
+        query = sa.select(tenants).join(domains, domains.c.slug == tenants.c.slug).where(domains.c.host == host)
+        return (await self.conn.execute(query)).first()
+
+    async def tenant(self, slug: str) -> Any | None:
+        return (await self.conn.execute(sa.select(tenants).where(tenants.c.slug == slug))).first()
+
+    async def save_tenant(self, *, slug: str, name: str, settings: dict[str, Any]) -> None:
+        stmt = insert(tenants).values(slug=slug, name=name, settings=settings)
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=[tenants.c.slug], set_={"name": name, "settings": settings}))
+
+    async def add_domain(self, *, slug: str, host: str) -> None:
+        stmt = insert(domains).values(host=host, slug=slug)
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=[domains.c.host], set_={"slug": slug}))
+
+    async def remove_domain(self, *, slug: str, host: str) -> None:
+        await self.conn.execute(domains.delete().where(domains.c.host == host, domains.c.slug == slug))
+
+    # --- copies of the lockout service's decisions --------------------------------------------
+
+    async def save_lock(self, *, tenant: str, email: str, source: str | None, until: datetime) -> None:
+        stmt = insert(locks).values(tenant=tenant, email=email, source=source or ALL_SOURCES, locked_until=until)
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=[locks.c.tenant, locks.c.email, locks.c.source],
+                                                           set_={"locked_until": until}))
+
+    async def clear_locks(self, *, tenant: str, email: str, source: str | None = None, every: bool = False) -> None:
+        query = locks.delete().where(locks.c.tenant == tenant, locks.c.email == email)
+        if not every:
+            query = query.where(locks.c.source == (source or ALL_SOURCES))
+        await self.conn.execute(query)
+
+    async def locked_until(self, *, tenant: str, email: str, source: str, now: datetime) -> datetime | None:
+        return await self.conn.scalar(sa.select(sa.func.max(locks.c.locked_until)).where(
+            locks.c.tenant == tenant, locks.c.email == email,
+            locks.c.source.in_([ALL_SOURCES, source]), locks.c.locked_until > now))
+
+    async def serialize_account(self, *, tenant: str, email: str) -> bool:
+        """Try the per-account transaction lock that keeps parallel logins from outrunning lockout."""
+        key = sa.func.hashtextextended(f"login:{tenant}:{email}", 0)
+        return bool(await self.conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))))
+
+    # --- users --------------------------------------------------------------------------------
+
+    async def user_by_email(self, *, tenant: str, email: str) -> Any | None:
+        return (await self.conn.execute(sa.select(users).where(users.c.tenant == tenant, users.c.email == email))).first()
+
+    async def user_by_id(self, *, tenant: str, user_id: uuid.UUID) -> Any | None:
+        return (await self.conn.execute(sa.select(users).where(users.c.tenant == tenant, users.c.id == user_id))).first()
+
+    async def add_user(self, *, tenant: str, email: str, password_hash: str, display_name: str | None) -> uuid.UUID | None:
+        """The new user's id, or None when the address is already registered in this organization."""
+        stmt = insert(users).values(id=uuid.uuid4(), tenant=tenant, email=email, password_hash=password_hash,
+                                    display_name=display_name).on_conflict_do_nothing().returning(users.c.id)
+        return await self.conn.scalar(stmt)
+
+    async def confirm_user(self, *, tenant: str, user_id: uuid.UUID, now: datetime) -> None:
+        await self.conn.execute(users.update().where(users.c.tenant == tenant, users.c.id == user_id, users.c.confirmed_at.is_(None))
+                                .values(confirmed_at=now))
+
+    async def set_password_hash(self, *, tenant: str, user_id: uuid.UUID, password_hash: str) -> None:
+        await self.conn.execute(users.update().where(users.c.tenant == tenant, users.c.id == user_id).values(password_hash=password_hash))
+
+    # --- single-use tokens --------------------------------------------------------------------
+
+    async def issue_token(self, *, tenant: str, user_id: uuid.UUID, purpose: str, token_hash: str,
+                          expires_at: datetime, now: datetime) -> None:
+        """A new link replaces every earlier unused link of the same purpose."""
+        await self.conn.execute(tokens.update().where(
+            tokens.c.tenant == tenant, tokens.c.user_id == user_id, tokens.c.purpose == purpose,
+            tokens.c.used_at.is_(None), tokens.c.superseded_at.is_(None)).values(superseded_at=now))
+        await self.conn.execute(tokens.insert().values(token_hash=token_hash, tenant=tenant, user_id=user_id,
+                                                       purpose=purpose, expires_at=expires_at))
+
+    async def token(self, *, tenant: str, purpose: str, token_hash: str) -> Any | None:
+        return (await self.conn.execute(sa.select(tokens).where(
+            tokens.c.token_hash == token_hash, tokens.c.tenant == tenant, tokens.c.purpose == purpose).with_for_update())).first()
+
+    async def use_token(self, *, token_hash: str, now: datetime) -> None:
+        await self.conn.execute(tokens.update().where(tokens.c.token_hash == token_hash).values(used_at=now))
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    async def add_session(self, **values: Any) -> None:
+        await self.conn.execute(sessions.insert().values(**values))
+
+    async def session(self, *, tenant: str, token_hash: str, now: datetime) -> Any | None:
+        """A live session of this organization, with its user."""
+        query = (sa.select(sessions, users.c.email, users.c.display_name)
+                 .join(users, users.c.id == sessions.c.user_id)
+                 .where(sessions.c.token_hash == token_hash, sessions.c.tenant == tenant,
+                        sessions.c.revoked_at.is_(None), sessions.c.idle_expires_at > now,
+                        sessions.c.absolute_expires_at > now))
+        return (await self.conn.execute(query)).first()
+
+    async def extend_session(self, *, session_id: uuid.UUID, idle_expires_at: datetime) -> None:
+        await self.conn.execute(sessions.update().where(sessions.c.id == session_id).values(idle_expires_at=idle_expires_at))
+
+    async def revoke_sessions(self, *, tenant: str, user_id: uuid.UUID, now: datetime,
+                              session_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+        query = sessions.update().where(sessions.c.tenant == tenant, sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+        if session_id is not None:
+            query = query.where(sessions.c.id == session_id)
+        return list((await self.conn.scalars(query.values(revoked_at=now).returning(sessions.c.id))).all())

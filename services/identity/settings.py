@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_network
+
+from pydantic import field_validator
+
+from shared.settings import ServiceSettings
+
+
+class IdentitySettings(ServiceSettings):
+    bcrypt_rounds: int = 12
+    cookie_secure: bool = True
+    trusted_proxies: str = ""  # comma-separated addresses or networks whose X-Forwarded-* are believed
+    session_idle_seconds: int = 2 * 3600
+    session_absolute_seconds: int = 12 * 3600
+    remember_idle_seconds: int = 14 * 86400
+    remember_absolute_seconds: int = 30 * 86400
+
+    @field_validator("bcrypt_rounds")
+    @classmethod
+    def _rounds(cls, value: int) -> int:
+        if not 4 <= value <= 16:
+            raise ValueError("BCRYPT_ROUNDS must be between 4 and 16")
+        return value
+
+    @property
+    def cookie_name(self) -> str:
+        return "__Host-portal_session" if self.cookie_secure else "portal_session"
+
+    def is_trusted_proxy(self, address: str | None) -> bool:
+        if not address or not self.trusted_proxies.strip():
+            return False
+        try:
+            ip = ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ip_network(n.strip(), strict=False) for n in self.trusted_proxies.split(",") if n.strip())

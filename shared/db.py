@@ -1,0 +1,47 @@
+"""Database engine per service schema, with timeouts that turn an outage into a fast 503."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached in time; callers answer 503 service_unavailable."""
+
+
+def make_engine(url: str, *, timeout: float = 2.0, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=timeout,
+        pool_pre_ping=True,
+        connect_args={"timeout": timeout, "command_timeout": max(timeout, 5.0)},
+    )
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One unit of work: committed when the block ends, rolled back if it raises."""
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    except (OSError, TimeoutError, sa.exc.InterfaceError, sa.exc.OperationalError) as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(str(exc)) from exc
+        raise
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    try:
+        async with transaction(engine) as conn:
+            await conn.execute(sa.text("select 1"))
+        return True
+    except DatabaseUnavailable:
+        return False

@@ -1,0 +1,262 @@
+"""The events: the contract between the four services and with the auditors who replay the log.
+
+Every event is an :class:`Envelope` around the ``data`` of one typed model below. A published
+schema is never changed in place: a new version gets a new model field set and an upcaster in
+:data:`UPCASTERS` that turns the old ``data`` into the new one when it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IDENTITY_TOPIC = "identity.events"
+LOCKOUT_TOPIC = "lockout.events"
+TENANT_TOPIC = "tenant.events"
+MAILER_TOPIC = "mailer.events"
+TOPICS = (IDENTITY_TOPIC, LOCKOUT_TOPIC, TENANT_TOPIC, MAILER_TOPIC)
+PARTITIONS = 6
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def account_key(tenant: str, email: str) -> str:
+    """Kafka key of account events: keeps one account's events in order on one partition."""
+    return f"{tenant}:{email}"
+
+
+class Event(BaseModel):
+    """The ``data`` of one event type. Subclasses name their type, version, topic and key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    TOPIC: ClassVar[str]
+
+    def key(self, tenant: str) -> str:
+        return tenant
+
+
+class AccountEvent(Event):
+    """An event about one (organization, normalized email): keyed so that its events stay in order."""
+
+    email: str
+
+    def key(self, tenant: str) -> str:
+        return account_key(tenant, self.email)
+
+
+# --- identity.events -------------------------------------------------------------------------
+
+
+class _MailToken(AccountEvent):
+    """Events that ask the mailer for a link. The token travels encrypted (see shared.secrets)."""
+
+    user_id: uuid.UUID
+    host: str
+    token_encrypted: str
+    expires_at: datetime
+
+
+class UserRegistered(_MailToken):
+    TYPE = "UserRegistered"
+    TOPIC = IDENTITY_TOPIC
+    display_name: str | None = None
+
+
+class RegistrationRepeated(AccountEvent):
+    """Someone registered an address that already has an account: the owner gets a notice."""
+
+    TYPE = "RegistrationRepeated"
+    TOPIC = IDENTITY_TOPIC
+    user_id: uuid.UUID
+    host: str
+
+
+class ConfirmationRequested(_MailToken):
+    TYPE = "ConfirmationRequested"
+    TOPIC = IDENTITY_TOPIC
+
+
+class EmailConfirmed(AccountEvent):
+    TYPE = "EmailConfirmed"
+    TOPIC = IDENTITY_TOPIC
+    user_id: uuid.UUID
+
+
+class LoginSucceeded(AccountEvent):
+    TYPE = "LoginSucceeded"
+    TOPIC = IDENTITY_TOPIC
+    user_id: uuid.UUID
+    source: str
+
+
+class LoginFailed(AccountEvent):
+    """Emitted for unknown emails too, so lockout treats them alike."""
+
+    TYPE = "LoginFailed"
+    TOPIC = IDENTITY_TOPIC
+    source: str
+    reason: Literal["invalid_credentials"] = "invalid_credentials"
+
+
+class ResetRequested(_MailToken):
+    TYPE = "ResetRequested"
+    TOPIC = IDENTITY_TOPIC
+
+
+class PasswordChanged(AccountEvent):
+    TYPE = "PasswordChanged"
+    TOPIC = IDENTITY_TOPIC
+    user_id: uuid.UUID
+
+
+class SessionRevoked(AccountEvent):
+    TYPE = "SessionRevoked"
+    TOPIC = IDENTITY_TOPIC
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    reason: Literal["logout", "password_changed", "expired"]
+
+
+# --- lockout.events --------------------------------------------------------------------------
+
+
+class AccountLocked(AccountEvent):
+    """``source`` is the client address the lock holds for, or None for every address."""
+
+    TYPE = "AccountLocked"
+    TOPIC = LOCKOUT_TOPIC
+    source: str | None
+    locked_until: datetime
+    failures: int
+
+
+class AccountUnlocked(AccountEvent):
+    TYPE = "AccountUnlocked"
+    TOPIC = LOCKOUT_TOPIC
+    source: str | None
+    reason: Literal["expired", "admin", "password_changed"]
+
+
+# --- tenant.events ---------------------------------------------------------------------------
+
+
+class TenantCreated(Event):
+    TYPE = "TenantCreated"
+    TOPIC = TENANT_TOPIC
+    slug: str
+    name: str
+    domains: list[str]
+    settings: dict[str, Any]
+
+
+class TenantUpdated(Event):
+    TYPE = "TenantUpdated"
+    TOPIC = TENANT_TOPIC
+    slug: str
+    name: str
+    settings: dict[str, Any]
+
+
+class DomainAdded(Event):
+    TYPE = "DomainAdded"
+    TOPIC = TENANT_TOPIC
+    slug: str
+    host: str
+
+
+class DomainRemoved(Event):
+    TYPE = "DomainRemoved"
+    TOPIC = TENANT_TOPIC
+    slug: str
+    host: str
+
+
+# --- mailer.events ---------------------------------------------------------------------------
+
+
+class EmailSent(AccountEvent):
+    TYPE = "EmailSent"
+    TOPIC = MAILER_TOPIC
+    kind: str
+    dedup_key: str
+
+
+class EmailFailed(AccountEvent):
+    TYPE = "EmailFailed"
+    TOPIC = MAILER_TOPIC
+    kind: str
+    dedup_key: str
+    reason: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        UserRegistered, RegistrationRepeated, ConfirmationRequested, EmailConfirmed,
+        LoginSucceeded, LoginFailed, ResetRequested, PasswordChanged, SessionRevoked,
+        AccountLocked, AccountUnlocked,
+        TenantCreated, TenantUpdated, DomainAdded, DomainRemoved,
+        EmailSent, EmailFailed,
+    )
+}
+
+# (type, version) -> function turning that version's data into the next version's.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class Envelope(BaseModel):
+    """One message on a topic, exactly as the contract lists its members."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str
+    version: int
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    tenant: str
+    producer: str
+    correlation_id: str
+    data: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, event: Event, *, tenant: str, producer: str, correlation_id: str | None = None) -> Envelope:
+        return cls(
+            type=event.TYPE,
+            version=event.VERSION,
+            tenant=tenant,
+            producer=producer,
+            correlation_id=correlation_id or str(uuid.uuid4()),
+            data=event.model_dump(mode="json"),
+        )
+
+    def event(self) -> Event:
+        """The typed event, upcast to the version this code knows. Raises UnknownEvent or a
+        pydantic ValidationError for a message no handler can take."""
+        cls = EVENT_TYPES.get(self.type)
+        if cls is None:
+            raise UnknownEvent(self.type)
+        data, version = dict(self.data), self.version
+        while version < cls.VERSION:
+            data, version = UPCASTERS[(self.type, version)](data), version + 1
+        return cls.model_validate(data)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        return cls.model_validate(json.loads(raw))
+
+
+class UnknownEvent(ValueError):
+    """A type this code does not know: the message goes to the dead-letter topic."""

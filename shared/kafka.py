@@ -1,0 +1,223 @@
+"""Kafka wiring: the broker, topics, the outbox relay and idempotent subscribers with a dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.db import DatabaseUnavailable, transaction
+from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, UnknownEvent, dlq_topic
+from shared.messaging import AppliedEvents
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 15.0
+
+
+def make_broker(bootstrap_servers: str, *, client_id: str, idempotence: bool = True) -> KafkaBroker:
+    """A producer that waits for every in-sync replica (acks=all) and, where the broker
+    supports it, never writes a retried message twice."""
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=idempotence,
+        linger_ms=0,
+        request_timeout_ms=10_000,
+        graceful_timeout=5.0,
+        logger=logging.getLogger(f"{client_id}.kafka"),
+        log_level=logging.DEBUG,
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] = TOPICS) -> None:
+    """Event topics and their dead-letter topics: 6 partitions, kept forever (the audit log)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for topic in topics for t in (topic, dlq_topic(topic)) if t not in existing]
+        for name in wanted:
+            try:
+                await admin.create_topics([NewTopic(name, PARTITIONS, 1, topic_configs={"retention.ms": "-1"})])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+async def keep_connected(broker: KafkaBroker, *, bootstrap_servers: str, connected: asyncio.Event) -> None:
+    """Start the broker, retrying while Kafka is away, so a service starts and serves without it."""
+    while True:
+        try:
+            await asyncio.wait_for(ensure_topics(bootstrap_servers), PUBLISH_TIMEOUT)
+            await asyncio.wait_for(broker.start(), PUBLISH_TIMEOUT)
+            connected.set()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure to reach Kafka means: try again
+            log.warning("kafka not reachable yet: %s", exc)
+            await _quietly(broker.stop())
+            await asyncio.sleep(1.0)
+
+
+async def _quietly(aw: Awaitable[Any]) -> None:
+    try:
+        await aw
+    except Exception:  # noqa: BLE001 - cleanup of a half-started client
+        pass
+
+
+class OutboxRelay:
+    """Sends committed outbox rows to Kafka and marks them sent.
+
+    Relays of one service may run in many processes: a transaction-scoped advisory lock lets one
+    of them send at a time, which keeps each key's events in order, and rows are taken with
+    FOR UPDATE SKIP LOCKED so no row is ever taken by two relays. A crash between sending and
+    marking sends a row again; consumers are idempotent, so that is harmless.
+    """
+
+    def __init__(self, *, engine: AsyncEngine, table: sa.Table, broker: KafkaBroker,
+                 connected: asyncio.Event, batch: int = 500, idle_seconds: float = 0.25) -> None:
+        self._engine, self._table, self._broker, self._connected = engine, table, broker, connected
+        self._batch, self._idle = batch, idle_seconds
+        self._lock_id = zlib.crc32(f"outbox:{table.fullname}".encode())
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._connected.wait()
+            try:
+                sent = await self.relay_once()
+            except Exception as exc:  # noqa: BLE001 - the rows stay in the outbox for the next try
+                log.warning("outbox relay: %s", exc)
+                sent = 0
+                await asyncio.sleep(1.0)
+            if sent < self._batch:
+                await self._sleep()
+
+    async def _sleep(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), self._idle)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def relay_once(self) -> int:
+        t = self._table
+        async with transaction(self._engine) as conn:
+            if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id))):
+                return 0
+            rows = (await conn.execute(
+                sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload)
+                .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self._batch)
+                .with_for_update(skip_locked=True)
+            )).all()
+            if not rows:
+                return 0
+            await asyncio.wait_for(self._publish(rows), PUBLISH_TIMEOUT)
+            await conn.execute(t.update().where(t.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.now()))
+        return len(rows)
+
+    async def _publish(self, rows: list[Any]) -> None:
+        futures = [
+            await self._broker.publish(Envelope.model_validate(r.payload).to_bytes(), r.topic,
+                                       key=r.key.encode(), headers={"content-type": "application/json"},
+                                       no_confirm=True)
+            for r in rows
+        ]
+        await asyncio.gather(*futures)
+
+
+Handler = Callable[[AsyncConnection, Envelope, Any], Awaitable[None]]
+
+
+class EventConsumer:
+    """Applies each event once: its id is recorded in the same transaction as its effect."""
+
+    def __init__(self, *, engine: AsyncEngine, applied: AppliedEvents,
+                 handlers: Mapping[type[Event], Handler], after_commit: Callable[[], None] = lambda: None) -> None:
+        self._engine, self._applied, self._handlers = engine, applied, handlers
+        self._after_commit = after_commit
+
+    async def __call__(self, envelope: Envelope) -> None:
+        handler = self._handlers.get(EVENT_TYPES.get(envelope.type))  # type: ignore[arg-type]
+        if handler is None and envelope.type in EVENT_TYPES:
+            return  # someone else's concern
+        event = envelope.event()  # raises for unknown or malformed events: dead letter
+        async with transaction(self._engine) as conn:
+            if await self._applied.first_time(conn, envelope):
+                await handler(conn, envelope, event)  # type: ignore[misc]
+        self._after_commit()
+
+
+class PoisonMessage(Exception):
+    """A message no handler can take: it goes to the dead-letter topic and processing goes on."""
+
+
+MAX_ATTEMPTS = 5
+
+
+def subscribe(broker: KafkaBroker, *, topics: tuple[str, ...], group_id: str,
+              consume: Callable[[Envelope], Awaitable[None]]) -> None:
+    """Subscribe ``consume`` at least once, in order per partition, dead-lettering poison."""
+    attempts: dict[tuple[str, int, int], int] = {}
+
+    @broker.subscriber(*topics, group_id=group_id, auto_offset_reset="earliest",
+                       fetch_max_wait_ms=20, ack_policy=AckPolicy.NACK_ON_ERROR)
+    async def on_message(message: KafkaMessage) -> None:
+        await _deliver(broker, message, consume, attempts)
+
+
+async def _deliver(broker: KafkaBroker, message: Any, consume: Callable[[Envelope], Awaitable[None]],
+                   attempts: dict[tuple[str, int, int], int]) -> None:
+    record = message.raw_message
+    where = (record.topic, record.partition, record.offset)
+    try:
+        await consume(_parse(message.body))
+        attempts.pop(where, None)
+    except PoisonMessage as exc:
+        await _dead_letter(broker, record, str(exc))
+    except DatabaseUnavailable:
+        await asyncio.sleep(1.0)
+        raise  # redelivered once the database is back
+    except Exception as exc:
+        attempts[where] = attempts.get(where, 0) + 1
+        if attempts[where] >= MAX_ATTEMPTS:
+            attempts.pop(where)
+            await _dead_letter(broker, record, f"failed {MAX_ATTEMPTS} times: {exc!r}")
+            return
+        log.exception("event at %s failed, will retry", where)
+        await asyncio.sleep(0.5 * attempts[where])
+        raise
+
+
+def _parse(raw: bytes) -> Envelope:
+    try:
+        envelope = Envelope.from_bytes(raw)
+        envelope.event()
+        return envelope
+    except (ValueError, ValidationError) as exc:  # includes json errors and UnknownEvent
+        raise PoisonMessage(f"{type(exc).__name__}: {exc}"[:500]) from exc
+
+
+async def _dead_letter(broker: KafkaBroker, record: Any, reason: str) -> None:
+    log.error("dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason)
+    await broker.publish(record.value, dlq_topic(record.topic), key=record.key, headers={
+        "reason": reason, "original-topic": record.topic,
+        "original-partition": str(record.partition), "original-offset": str(record.offset),
+    })

@@ -1,0 +1,63 @@
+"""The two tables every service has in its own schema: the outbox and the applied-events record.
+
+The outbox makes "publish only what was committed" true: an event row is written in the same
+transaction as the state change and a relay sends it later. The applied-events table makes every
+consumer idempotent: an event's id is recorded in the same transaction as its effect.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.events import Envelope, Event
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "outbox", metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("payload", JSONB, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+        sa.Index(None, "id", postgresql_where=sa.text("sent_at IS NULL")),
+    )
+
+
+def applied_events_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "applied_events", metadata,
+        sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+
+
+class Outbox:
+    """Writes events into a service's outbox inside the caller's transaction."""
+
+    def __init__(self, table: sa.Table, *, producer: str) -> None:
+        self.table = table
+        self.producer = producer
+
+    async def add(self, conn: AsyncConnection, event: Event, *, tenant: str, correlation_id: str | None = None) -> Envelope:
+        envelope = Envelope.wrap(event, tenant=tenant, producer=self.producer, correlation_id=correlation_id)
+        await conn.execute(self.table.insert().values(
+            event_id=envelope.event_id, topic=event.TOPIC, key=event.key(tenant),
+            payload=envelope.model_dump(mode="json"),
+        ))
+        return envelope
+
+
+class AppliedEvents:
+    """Records the ids of applied events; ``first_time`` is False for a redelivery."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+
+    async def first_time(self, conn: AsyncConnection, envelope: Envelope) -> bool:
+        stmt = insert(self.table).values(event_id=envelope.event_id).on_conflict_do_nothing().returning(self.table.c.event_id)
+        return (await conn.execute(stmt)).first() is not None

@@ -1,0 +1,94 @@
+"""What every service's composition root builds: engine, broker, outbox relay, consumers.
+
+Nothing connects at import time; ``Runtime.start`` is called from the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import make_engine, ping
+from shared.events import Event
+from shared.http import health_router
+from shared.kafka import EventConsumer, Handler, OutboxRelay, keep_connected, make_broker, subscribe
+from shared.messaging import AppliedEvents, Outbox, applied_events_table, outbox_table
+from shared.settings import ServiceSettings
+
+
+@dataclass
+class Runtime:
+    name: str
+    settings: ServiceSettings
+    engine: AsyncEngine
+    broker: KafkaBroker
+    outbox: Outbox
+    applied: AppliedEvents
+    relay: OutboxRelay
+    connected: asyncio.Event
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, *, name: str, settings: ServiceSettings, metadata: sa.MetaData) -> Runtime:
+        engine = make_engine(settings.database_url, timeout=settings.db_timeout_seconds)
+        broker = make_broker(settings.kafka_bootstrap_servers, client_id=name, idempotence=settings.kafka_idempotence)
+        connected = asyncio.Event()
+        out = metadata.tables[f"{metadata.schema}.outbox"]
+        relay = OutboxRelay(engine=engine, table=out, broker=broker, connected=connected)
+        applied = AppliedEvents(metadata.tables[f"{metadata.schema}.applied_events"])
+        return cls(name, settings, engine, broker, Outbox(out, producer=name), applied, relay, connected)
+
+    def consume(self, *, topics: tuple[str, ...], handlers: Mapping[type[Event], Handler]) -> None:
+        """Subscribe this service's consumer group to ``topics``, applying each event once."""
+        consumer = EventConsumer(engine=self.engine, applied=self.applied, handlers=handlers, after_commit=self.relay.wake)
+        subscribe(self.broker, topics=topics, group_id=self.name, consume=consumer)
+
+    def health(self) -> APIRouter:
+        async def kafka_up() -> bool:
+            return self.connected.is_set() and await self.broker.ping(timeout=1.0)
+        return health_router(database=lambda: ping(self.engine), kafka=kafka_up)
+
+    async def start(self) -> None:
+        bootstrap = self.settings.kafka_bootstrap_servers
+        self._tasks = [
+            asyncio.create_task(keep_connected(self.broker, bootstrap_servers=bootstrap, connected=self.connected)),
+            asyncio.create_task(self.relay.run()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+
+def service_metadata(schema: str) -> sa.MetaData:
+    """A service's tables live in its own schema, next to its outbox and applied-events record."""
+    metadata = sa.MetaData(schema=schema)
+    outbox_table(metadata)
+    applied_events_table(metadata)
+    return metadata
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
