@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import html
 import itertools
-import os
 import re
 import signal
 import time
@@ -205,7 +204,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--web-port", type=int, default=8025)
     args = parser.parse_args(argv)
     asyncio.run(_run(args.dir, args.smtp_port, args.web_port))
-    os._exit(0)  # nothing left to flush: every message is already on disk
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Identity's JSON API for the portal: resolve the organization from the host, translate, call a handler."""
+"""Identity's JSON API for the portal: resolve the organization from the host, translate, call a handler.
 
-from __future__ import annotations
+(No `from __future__ import annotations` here: FastAPI reads the local dependency annotations at runtime.)
+"""
+
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any

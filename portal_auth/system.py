@@ -1,0 +1,139 @@
+"""The whole system on one machine: infrastructure where none is configured, then the four
+services as separate processes. Used by `portal-auth up` and by the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from portal_auth.devstack import (
+    DevstackError, KafkaHandle, MailCatcherHandle, PostgresHandle, free_port, start_kafka, start_mail_catcher, start_postgres,
+)
+from portal_auth.devstack._proc import ManagedProcess
+from shared.kafka import ensure_topics
+
+SERVICES = ("tenant", "identity", "lockout", "mailer")
+DEFAULT_PORTS = {"identity": 8001, "tenant": 8002, "lockout": 8003, "mailer": 8004}
+
+
+@dataclass
+class Infrastructure:
+    database_url: str
+    kafka_bootstrap: str
+    smtp_host: str
+    smtp_port: int
+    kafka: KafkaHandle | None = None
+    postgres: PostgresHandle | None = None
+    mail: MailCatcherHandle | None = None
+
+    def env(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+                "SMTP_HOST": self.smtp_host, "SMTP_PORT": str(self.smtp_port),
+                "KAFKA_IDEMPOTENCE": "false" if self.kafka and self.kafka.flavour == "tansu" else "true"}
+
+    def stop(self) -> None:
+        for handle in (self.mail, self.kafka, self.postgres):
+            if handle is not None:
+                handle.stop()
+
+
+def start_infrastructure(workdir: Path, *, env: Mapping[str, str] = os.environ, fixed_ports: bool = False,
+                         say: callable = print) -> Infrastructure:  # type: ignore[valid-type]
+    """Use DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS and SMTP_HOST when given; start local ones otherwise."""
+    port = (lambda default: default) if fixed_ports else (lambda default: free_port())
+    infra = Infrastructure(env.get("DATABASE_URL", ""), env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
+                           env.get("SMTP_HOST", ""), int(env.get("SMTP_PORT", "25")))
+    try:
+        if not infra.database_url:
+            say("starting PostgreSQL (embedded) ...")
+            infra.postgres = start_postgres(workdir / "postgres", port=port(5432))
+            infra.database_url = infra.postgres.url
+        if not infra.kafka_bootstrap:
+            say("starting Kafka ...")
+            started = time.monotonic()
+            infra.kafka = start_kafka(workdir / "kafka", port=port(9092), flavour=env.get("PORTAL_AUTH_KAFKA", "auto"))
+            infra.kafka_bootstrap = infra.kafka.bootstrap
+            say(f"Kafka ({infra.kafka.flavour}) ready in {time.monotonic() - started:.1f} s")
+        if not infra.smtp_host:
+            infra.mail = start_mail_catcher(workdir / "mail", smtp_port=port(1025), web_port=port(8025))
+            infra.smtp_host, infra.smtp_port = infra.mail.smtp_host, infra.mail.smtp_port
+        asyncio.run(ensure_topics(infra.kafka_bootstrap))
+    except BaseException:
+        infra.stop()
+        raise
+    return infra
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    service: str
+    port: int
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class System:
+    """Service processes over one infrastructure; more replicas can be started by name."""
+
+    infra: Infrastructure
+    workdir: Path
+    env: dict[str, str]
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def start(self, service: str, *, name: str | None = None, port: int | None = None,
+              env: Mapping[str, str] | None = None, timeout: float = 60.0) -> ServiceProcess:
+        name = name or service
+        port = port or free_port()
+        argv = [sys.executable, "-m", "portal_auth.cli", "serve", service, "--port", str(port)]
+        process = ManagedProcess(name, argv, self.workdir / "logs" / f"{name}.log",
+                                 env={**os.environ, **self.infra.env(), **self.env, **(env or {})})
+        process.start()
+        running = ServiceProcess(name, service, port, process)
+        self.processes[name] = running
+        _wait_healthy(running, timeout)
+        return running
+
+    def url(self, name: str) -> str:
+        return self.processes[name].url
+
+    def stop(self, name: str) -> None:
+        self.processes.pop(name).process.stop()
+
+    def restart(self, name: str) -> ServiceProcess:
+        old = self.processes[name]
+        old.process.stop()
+        process = ManagedProcess(name, old.process.argv, old.process.log_path, env=old.process.env)
+        process.start()
+        self.processes[name] = ServiceProcess(name, old.service, old.port, process)
+        _wait_healthy(self.processes[name], 60.0)
+        return self.processes[name]
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+
+def _wait_healthy(service: ServiceProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.process.is_running():
+            raise DevstackError(service.process.describe_failure(f"{service.name} did not start"))
+        try:
+            if httpx.get(f"{service.url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise DevstackError(service.process.describe_failure(f"{service.name} not ready after {timeout:.0f} s"))

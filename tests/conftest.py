@@ -1,0 +1,101 @@
+"""Test infrastructure: real PostgreSQL, Kafka and SMTP; the four services as separate processes.
+
+KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and SMTP_HOST are used when set; otherwise the
+processes are started here (Apache Kafka from Maven's jars, Tansu where Java is missing,
+embedded PostgreSQL, an aiosmtpd catcher). Docker is not used: testcontainers needs an
+engine, and when one is reachable the same variables point the tests at its containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from portal_auth.system import SERVICES, Infrastructure, System, start_infrastructure
+from shared.secrets import new_mail_token_key
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("portal-auth")
+
+
+@pytest.fixture(scope="session")
+def infra(workdir: Path) -> Iterator[Infrastructure]:
+    infrastructure = start_infrastructure(workdir, say=lambda line: None)
+    yield infrastructure
+    infrastructure.stop()
+
+
+def service_env(infra: Infrastructure) -> dict[str, str]:
+    return {
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "MAIL_TOKEN_KEY": new_mail_token_key(),
+        "BCRYPT_ROUNDS": "4",
+        "COOKIE_SECURE": "false",
+        "TRUSTED_PROXIES": "127.0.0.1",
+        "MAIL_FROM": "portal@example.test",
+        "MAILER_RETRY_BASE_SECONDS": "0.5",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture(scope="session")
+def system(infra: Infrastructure, workdir: Path) -> Iterator[System]:
+    running = System(infra=infra, workdir=workdir, env=service_env(infra))
+    try:
+        for service in SERVICES:
+            running.start(service)
+        yield running
+    finally:
+        running.stop_all()
+
+
+@dataclass(frozen=True)
+class Org:
+    slug: str
+    host: str
+
+
+@pytest.fixture
+async def admin(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system.url("tenant"), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        yield client
+
+
+async def create_org(system: System, *, settings: dict | None = None, name: str = "Acme Corp") -> Org:
+    """A fresh organization with its own domain, once identity, lockout and mailer know it."""
+    slug = f"org-{uuid.uuid4().hex[:10]}"
+    host = f"{slug}.localhost"
+    async with httpx.AsyncClient(base_url=system.url("tenant"), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        answer = await client.post("/admin/tenants", json={"slug": slug, "name": name, "domains": [host], "settings": settings or {}})
+        assert answer.status_code == 201, answer.text
+    await wait_until_resolves(system, host)
+    return Org(slug, host)
+
+
+async def wait_until_resolves(system: System, host: str, timeout: float = 10.0) -> None:
+    async with httpx.AsyncClient(base_url=system.url("identity"), headers={"Host": host}) as client:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (await client.get("/auth/session")).status_code != 404:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"identity never learned {host}")
+
+
+def portal(system: System, org: Org, *, source: str | None = None) -> httpx.AsyncClient:
+    """A browser-like client on the organization's host; ``source`` plays the client address
+    (sent as X-Forwarded-For, believed because the tests run as a trusted proxy)."""
+    headers = {"Host": org.host, **({"X-Forwarded-For": source} if source else {})}
+    return httpx.AsyncClient(base_url=system.url("identity"), headers=headers)
+
