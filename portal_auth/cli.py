@@ -38,9 +38,31 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def up(args: argparse.Namespace) -> int:
+    from portal_auth.up import up as run_up
+
+    return run_up()
+
+
+def asyncapi(args: argparse.Namespace) -> int:
+    from shared.asyncapi import render
+
+    text = render()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w") as out:
+            out.write(text)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="portal-auth", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="run the whole system on this machine (Ctrl-C stops it)")
+    p.set_defaults(run=up)
 
     p = sub.add_parser("serve", help="run one service in this process")
     p.add_argument("service", choices=list(SERVICES))
@@ -52,6 +74,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply the services' database migrations")
     p.add_argument("services", nargs="*", help="identity, tenant, lockout, mailer (default: all)")
     p.set_defaults(run=migrate)
+
+    p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every event")
+    p.add_argument("--output", "-o", default="docs/asyncapi.json", help="file, or - for standard output")
+    p.set_defaults(run=asyncapi)
     return root
 
 

@@ -9,11 +9,14 @@ engine, and when one is reachable the same variables point the tests at its cont
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -99,3 +102,30 @@ def portal(system: System, org: Org, *, source: str | None = None) -> httpx.Asyn
     headers = {"Host": org.host, **({"X-Forwarded-For": source} if source else {})}
     return httpx.AsyncClient(base_url=system.url("identity"), headers=headers)
 
+
+
+async def mail_to(system: System, address: str, *, count: int = 1, timeout: float = 20.0) -> list[EmailMessage]:
+    """The messages the SMTP server received for ``address`` (envelope recipient), once ``count`` arrived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m for m in system.infra.mail.messages() if address in m.get("X-Envelope-To", "")]
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) >= count, f"{len(found)} of {count} emails to {address} arrived within {timeout} s"
+            return found
+        await asyncio.sleep(0.05)
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",)) or message
+    return part.get_content()
+
+
+def link_in(message: EmailMessage, path: str) -> str:
+    """The link to ``path`` (e.g. "/confirm") in the email's text."""
+    match = re.search(rf"https?://[^\s\"'<>]+{re.escape(path)}\?token=[A-Za-z0-9_\-]+", text_of(message))
+    assert match, f"no {path} link in:\n{text_of(message)}"
+    return match.group(0)
+
+
+def token_in(message: EmailMessage, path: str) -> str:
+    return parse_qs(urlsplit(link_in(message, path)).query)["token"][0]

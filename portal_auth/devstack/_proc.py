@@ -91,6 +91,9 @@ class ManagedProcess:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            # Marks where each run begins in a log that several starts (resume) append to.
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} devstack starts {self.name}\n".encode())
+            log.flush()
             self._popen = self._spawn(log)
         with _running_lock:
             _running[self] = None

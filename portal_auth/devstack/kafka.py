@@ -44,8 +44,9 @@ _JVM_OPTIONS = (
 )
 _LOG4J2_XML = """\
 <?xml version="1.0" encoding="UTF-8"?>
-<!-- Quiet on purpose: warnings and errors, plus the broker's start/stop milestones. -->
-<Configuration status="WARN">
+<!-- Quiet on purpose: warnings and errors, plus the broker's start and stop lines.
+     No shutdown hook: log4j's own hook races the broker's and only logs a warning. -->
+<Configuration status="WARN" shutdownHook="disable">
   <Appenders>
     <Console name="out" target="SYSTEM_OUT">
       <PatternLayout pattern="[%d{ISO8601}] %-5p %m (%c{1})%n"/>
@@ -53,8 +54,6 @@ _LOG4J2_XML = """\
   </Appenders>
   <Loggers>
     <Logger name="kafka.server.KafkaRaftServer" level="INFO"/>
-    <Logger name="kafka.server.BrokerServer" level="INFO"/>
-    <Logger name="kafka.server.ControllerServer" level="INFO"/>
     <Root level="WARN"><AppenderRef ref="out"/></Root>
   </Loggers>
 </Configuration>

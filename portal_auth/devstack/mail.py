@@ -8,9 +8,9 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+from ._mailfiles import FAIL_WITH_FILE, message_paths, read_message
 from ._net import port_accepts
 from ._proc import ManagedProcess, wait_until
-from .mailcatcher import FAIL_WITH_FILE, MESSAGE_NAME, read_message
 
 __all__ = ["MailCatcherHandle", "start_mail_catcher"]
 
@@ -35,20 +35,20 @@ class MailCatcherHandle:
 
     def messages(self) -> list[EmailMessage]:
         """Every message caught so far, oldest first, with the envelope in X-Envelope-From/-To."""
-        return [read_message(path) for path in self._message_paths()]
+        return [read_message(path) for path in message_paths(self.mail_dir)]
 
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
         """Wait until at least ``count`` messages have arrived (services send asynchronously)."""
         deadline = time.monotonic() + timeout
-        while len(self._message_paths()) < count:
+        while (arrived := len(message_paths(self.mail_dir))) < count:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self._message_paths())} of {count} messages arrived within {timeout} s")
+                raise TimeoutError(f"{arrived} of {count} messages arrived within {timeout} s")
             time.sleep(0.05)
         return self.messages()
 
     def clear(self) -> None:
         """Forget every message caught so far."""
-        for path in self._message_paths():
+        for path in message_paths(self.mail_dir):
             path.unlink(missing_ok=True)
 
     def fail_with(self, code: int | None) -> None:
@@ -68,9 +68,6 @@ class MailCatcherHandle:
 
     def is_running(self) -> bool:
         return self._process.is_running()
-
-    def _message_paths(self) -> list[Path]:
-        return sorted(path for path in self.mail_dir.iterdir() if MESSAGE_NAME.match(path.name))
 
 
 def start_mail_catcher(workdir: Path, *, smtp_port: int = 1025, web_port: int = 8025) -> MailCatcherHandle:

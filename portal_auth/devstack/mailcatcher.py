@@ -20,27 +20,18 @@ import itertools
 import re
 import signal
 import time
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-__all__ = ["FAIL_WITH_FILE", "MESSAGE_NAME", "main", "read_message"]
+from ._mailfiles import FAIL_WITH_FILE, arrival_time, is_message_name, message_name, message_paths, read_message
 
-FAIL_WITH_FILE = ".fail-with"
-MESSAGE_NAME = re.compile(r"^\d{20}-\d{6}\.eml$")
+__all__ = ["main"]
+
 _HOST = "127.0.0.1"
 _URL = re.compile(r"https?://[^\s<>\"']+")
-
-
-def read_message(path: Path) -> EmailMessage:
-    with path.open("rb") as handle:
-        message = BytesParser(policy=policy.default).parse(handle)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 # --- SMTP -----------------------------------------------------------------------------------
@@ -73,7 +64,7 @@ class StoringHandler:
         headers = (f"X-Envelope-From: {envelope.mail_from}\r\n"
                    f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n").encode()
         content = envelope.original_content or b""
-        name = f"{time.time_ns():020d}-{next(self._sequence) % 1_000_000:06d}.eml"
+        name = message_name(time.time_ns(), next(self._sequence))
         partial = self.directory / f".{name}.partial"
         partial.write_bytes(headers + content)
         partial.rename(self.directory / name)  # readers never see half a message
@@ -108,12 +99,13 @@ def _page(title: str, body: str, *, refresh: bool = False) -> str:
 
 def _inbox_page(directory: Path) -> str:
     rows = []
-    for path in sorted(_message_paths(directory), reverse=True):  # newest first
+    for path in reversed(message_paths(directory)):  # newest first
         message = read_message(path)
-        cells = (message.get("Date", ""), message.get("From", ""), message.get("X-Envelope-To", ""))
+        received = arrival_time(path).strftime("%Y-%m-%d %H:%M:%S")
+        cells = (received, message.get("From", ""), message.get("To") or message.get("X-Envelope-To", ""))
         link = f'<a href="/messages/{path.name}">{html.escape(str(message.get("Subject", "(no subject)")))}</a>'
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + f"<td>{link}</td></tr>")
-    table = ("<table><tr><th>Date</th><th>From</th><th>To</th><th>Subject</th></tr>" + "".join(rows) + "</table>"
+    table = ("<table><tr><th>Received</th><th>From</th><th>To</th><th>Subject</th></tr>" + "".join(rows) + "</table>"
              if rows else "<p>No messages yet.</p>")
     return _page("Mail catcher", f"<h1>Mail catcher: {len(rows)} message(s)</h1>{table}", refresh=True)
 
@@ -141,10 +133,6 @@ def _body_html(message: EmailMessage) -> str:
     return f"<pre>{linked}</pre>"
 
 
-def _message_paths(directory: Path) -> list[Path]:
-    return [path for path in directory.iterdir() if MESSAGE_NAME.match(path.name)]
-
-
 def _route(directory: Path, target: str) -> tuple[str, str, bytes]:
     """(status, content type, body) for a GET of ``target``."""
     if target in ("/", "/index.html"):
@@ -155,7 +143,7 @@ def _route(directory: Path, target: str) -> tuple[str, str, bytes]:
         raw = name.endswith(".raw")
         name = name.removesuffix(".raw")
         # The name pattern also rules out any path traversal.
-        if MESSAGE_NAME.match(name) and (directory / name).is_file():
+        if is_message_name(name) and (directory / name).is_file():
             if raw:
                 return "200 OK", "text/plain; charset=utf-8", (directory / name).read_bytes()
             return "200 OK", "text/html; charset=utf-8", _message_page(directory / name).encode()

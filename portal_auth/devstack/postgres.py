@@ -129,7 +129,8 @@ def _initdb(bin_dir: Path, data_dir: Path, workdir: Path, os_user: str | None) -
         os.chown(password_file, entry.pw_uid, entry.pw_gid)
     argv = [str(bin_dir / "initdb"), "-D", str(data_dir), f"--username={USER}", f"--pwfile={password_file}",
             "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-locale",
-            "--no-instructions"]
+            "--no-instructions",
+            "--no-sync"]  # throwaway data: no need to wait for the disk
     try:
         _run_as(os_user, argv, log_path=workdir / "postgres.log")
     finally:

@@ -1,0 +1,27 @@
+# The two things people do here: run the system, run the tests. Both install what they need.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: up test install asyncapi bench
+
+up: $(VENV)/.installed
+	$(BIN)/portal-auth up
+
+test: $(VENV)/.installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+asyncapi: $(VENV)/.installed
+	$(BIN)/portal-auth asyncapi --output docs/asyncapi.json
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/login_latency.py
+	$(BIN)/python benchmarks/lockout_lag.py
+	$(BIN)/python benchmarks/mail_latency.py

@@ -1,0 +1,65 @@
+"""The gateway in front of the portal: nginx from the distribution, configured here for local use.
+
+It passes the portal host and the client address on as X-Forwarded-Host / X-Forwarded-For;
+identity believes them because the gateway's address is in TRUSTED_PROXIES.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from pathlib import Path
+
+from portal_auth.devstack._proc import ManagedProcess, wait_until
+from portal_auth.devstack._net import port_accepts
+
+CONFIG = """\
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {workdir}/access.log;
+    client_body_temp_path {workdir}/tmp/body;
+    proxy_temp_path {workdir}/tmp/proxy;
+    fastcgi_temp_path {workdir}/tmp/fastcgi;
+    uwsgi_temp_path {workdir}/tmp/uwsgi;
+    scgi_temp_path {workdir}/tmp/scgi;
+    client_max_body_size 64k;
+    upstream identity {{ server 127.0.0.1:{identity_port}; keepalive 16; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://identity;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 10s;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+def start_gateway(workdir: Path, *, port: int, identity_port: int) -> ManagedProcess | None:
+    """nginx on ``port`` in front of identity, or None where nginx is not installed."""
+    binary = nginx_binary()
+    if binary is None:
+        return None
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (workdir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(CONFIG.format(workdir=workdir, port=port, identity_port=identity_port))
+    process = ManagedProcess("gateway", [binary, "-c", str(conf), "-p", str(workdir), "-g", "daemon off;"],
+                             workdir / "gateway.log", stop_signal=signal.SIGQUIT)
+    process.start()
+    wait_until(lambda: port_accepts(port), process=process, timeout=10, what="nginx")
+    return process

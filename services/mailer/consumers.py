@@ -1,0 +1,54 @@
+"""The mailer's subscribers: requests for emails from identity, and its own copy of organizations."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.mailer import handlers
+from services.mailer.domain import Kind
+from services.mailer.handlers import Deps
+from services.mailer.repository import MailerRepository
+from shared import events
+from shared.events import Envelope
+from shared.kafka import Handler
+
+KINDS: dict[type[events.AccountEvent], Kind] = {
+    events.UserRegistered: Kind.CONFIRMATION,
+    events.ConfirmationRequested: Kind.CONFIRMATION,
+    events.ResetRequested: Kind.RESET,
+    events.RegistrationRepeated: Kind.REGISTRATION_NOTICE,
+}
+TOPICS = (events.IDENTITY_TOPIC, events.TENANT_TOPIC)
+
+
+async def email_requested(conn: AsyncConnection, envelope: Envelope, event: events.AccountEvent, *, deps: Deps) -> None:
+    await handlers.request_email(conn, deps, tenant=envelope.tenant, kind=KINDS[type(event)], to=event.email,
+                                 event_id=envelope.event_id, context=event.model_dump(mode="json", exclude={"email"}))
+
+
+async def tenant_created(conn: AsyncConnection, envelope: Envelope, event: events.TenantCreated) -> None:
+    await MailerRepository(conn).save_organization(slug=event.slug, name=event.name, settings=event.settings, domains=event.domains)
+
+
+async def tenant_updated(conn: AsyncConnection, envelope: Envelope, event: events.TenantUpdated) -> None:
+    await MailerRepository(conn).save_organization(slug=event.slug, name=event.name, settings=event.settings, domains=None)
+
+
+async def domain_added(conn: AsyncConnection, envelope: Envelope, event: events.DomainAdded) -> None:
+    await MailerRepository(conn).add_domain(slug=event.slug, host=event.host)
+
+
+async def domain_removed(conn: AsyncConnection, envelope: Envelope, event: events.DomainRemoved) -> None:
+    await MailerRepository(conn).remove_domain(slug=event.slug, host=event.host)
+
+
+def handlers_for(deps: Deps) -> dict[type[events.Event], Handler]:
+    return {
+        **{event_type: partial(email_requested, deps=deps) for event_type in KINDS},
+        events.TenantCreated: tenant_created,
+        events.TenantUpdated: tenant_updated,
+        events.DomainAdded: domain_added,
+        events.DomainRemoved: domain_removed,
+    }

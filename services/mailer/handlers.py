@@ -1,0 +1,128 @@
+"""The mailer's use cases: take a request for an email, claim due emails, send one, record the outcome.
+
+Each that touches the database runs inside one transaction opened by its entrypoint; sending
+runs outside any transaction, between the claim and the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.mailer import domain
+from services.mailer.domain import DeliveryFailure, Email, Kind, Organization, Rendered, RetryPolicy, Status, Undeliverable
+from services.mailer.repository import MailerRepository
+from shared import events
+from shared.messaging import Outbox
+from shared.secrets import MailTokenCipher
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Transport(Protocol):
+    async def send(self, email: Email) -> None:
+        """Hand the email to the SMTP server; raise DeliveryFailure if it was not accepted."""
+
+
+class Renderer(Protocol):
+    def render(self, kind: Kind, values: dict[str, Any]) -> Rendered: ...
+
+
+@dataclass(frozen=True)
+class Deps:
+    outbox: Outbox
+    cipher: MailTokenCipher
+    transport: Transport
+    renderer: Renderer
+    retry: RetryPolicy
+    mail_from: str
+    portal_url_template: str
+    throttle_per_hour: int
+    lease: timedelta
+    worker: str
+    clock: Callable[[], datetime] = utcnow
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed email and the organization it speaks for (None while the mailer has no copy yet)."""
+
+    email: Any
+    org: Organization | None
+
+
+async def request_email(conn: AsyncConnection, deps: Deps, *, tenant: str, kind: Kind, to: str,
+                        event_id: Any, context: dict[str, Any]) -> Status | None:
+    """Queue one email for an event, or record it as throttled; None if this event was queued before."""
+    repo, now = MailerRepository(conn), deps.clock()
+    await repo.serialize_recipient(tenant=tenant, to=to)
+    recent = await repo.count_since(tenant=tenant, to=to, since=now - domain.THROTTLE_WINDOW)
+    status = domain.admit(recent, limit=deps.throttle_per_hour)
+    kept = context if status is Status.QUEUED else domain.without_secrets(context)
+    added = await repo.add(dedup_key=domain.dedup_key(event_id, kind), tenant=tenant, kind=kind.value, to=to,
+                           context=kept, status=status, now=now)
+    return status if added else None
+
+
+async def claim_due(conn: AsyncConnection, deps: Deps, *, limit: int) -> list[Job]:
+    repo, now = MailerRepository(conn), deps.clock()
+    claimed = await repo.claim_due(now=now, lease_until=now + deps.lease, worker=deps.worker, limit=limit)
+    orgs = await repo.organizations({row.tenant for row in claimed}) if claimed else {}
+    return [Job(row, orgs.get(row.tenant)) for row in claimed]
+
+
+async def send(deps: Deps, job: Job) -> DeliveryFailure | None:
+    """Render at send time (the token is opened only here, in memory) and hand over to SMTP."""
+    try:
+        await deps.transport.send(compose(deps, job))
+    except DeliveryFailure as failure:
+        return failure
+    return None
+
+
+def compose(deps: Deps, job: Job) -> Email:
+    row, org = job.email, job.org
+    if org is None:  # its TenantCreated is on another topic and may simply not have arrived yet
+        raise DeliveryFailure(f"organization {row.tenant!r} not known to the mailer yet")
+    kind, context = Kind(row.kind), row.context
+    host = org.portal_host(str(context.get("host", "")))
+    links = domain.links(kind, template=deps.portal_url_template, host=host, token=_opened(deps, context))
+    rendered = deps.renderer.render(kind, domain.template_values(kind, org=org, context=context, links=links))
+    return domain.compose(to=row.to_address, org=org, rendered=rendered, mail_from=deps.mail_from, key=row.dedup_key)
+
+
+def _opened(deps: Deps, context: dict[str, Any]) -> str | None:
+    sealed = context.get("token_encrypted")
+    if sealed is None:
+        return None
+    try:
+        return deps.cipher.decrypt(sealed)
+    except ValueError:
+        raise Undeliverable("the link's token was not sealed with this mailer's MAIL_TOKEN_KEY") from None
+
+
+async def record(conn: AsyncConnection, deps: Deps, job: Job, failure: DeliveryFailure | None) -> None:
+    """Sent, tried again later, or given up: with EmailSent or EmailFailed in the same transaction."""
+    repo, row, now = MailerRepository(conn), job.email, deps.clock()
+    if failure is None:
+        if await repo.mark_sent(row, now=now):
+            await deps.outbox.add(conn, events.EmailSent(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key),
+                                  tenant=row.tenant)
+        else:
+            log.warning("email %s was sent after its lease ran out; another sender may send it too", row.dedup_key)
+        return
+    decision = deps.retry.after(failure, attempts=row.attempts, now=now)
+    if isinstance(decision, domain.Retry):
+        await repo.reschedule(row, at=decision.at, error=str(failure))
+    elif await repo.mark_failed(row, error=decision.reason):
+        await deps.outbox.add(conn, events.EmailFailed(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key,
+                                                       reason=decision.reason), tenant=row.tenant)
