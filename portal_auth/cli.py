@@ -57,6 +57,53 @@ def asyncapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def unlock(args: argparse.Namespace) -> int:
+    from portal_auth.operator import admin_client, fail
+
+    with admin_client("lockout") as client:
+        answer = client.delete(f"/admin/lockouts/{args.org}/{args.email}")
+    if answer.status_code != 204:
+        raise fail(answer)
+    print(f"unlocked {args.email} in {args.org}")
+    return 0
+
+
+def diagnose(args: argparse.Namespace) -> int:
+    from portal_auth.diagnose import diagnose as run_diagnose
+
+    for line in run_diagnose(args.org, args.email, bootstrap=_bootstrap()):
+        print(line)
+    return 0
+
+
+def replay(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import datetime
+
+    from portal_auth.replay import Filter, replay as run_replay
+
+    if args.rebuild:
+        from services.lockout.rebuild import rebuild
+        from shared.settings import ServiceSettings
+
+        summary = asyncio.run(rebuild(ServiceSettings().database_url, _bootstrap()))
+        print(summary)
+        return 0
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        raise SystemExit("error: --since needs a time zone, e.g. 2026-11-27T09:00:00+00:00")
+    only = Filter(tenant=args.tenant, email=args.email, types=frozenset(args.type or ()))
+    count = asyncio.run(run_replay(_bootstrap(), since=since, only=only))
+    print(f"replay: {count} events", file=sys.stderr)
+    return 0
+
+
+def _bootstrap() -> str:
+    from shared.settings import ServiceSettings
+
+    return ServiceSettings().kafka_bootstrap_servers
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="portal-auth", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -74,6 +121,24 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply the services' database migrations")
     p.add_argument("services", nargs="*", help="identity, tenant, lockout, mailer (default: all)")
     p.set_defaults(run=migrate)
+
+    p = sub.add_parser("unlock", help="lift every lock of one account now")
+    p.add_argument("org")
+    p.add_argument("email")
+    p.set_defaults(run=unlock)
+
+    p = sub.add_parser("diagnose", help="why this person cannot log in: one line per cause that applies")
+    p.add_argument("org")
+    p.add_argument("email")
+    p.set_defaults(run=diagnose)
+
+    p = sub.add_parser("replay", help="the event log as JSON lines, or rebuild a service's state from it")
+    p.add_argument("--since", help="start at this time (ISO 8601 with zone); default: the beginning")
+    p.add_argument("--tenant", help="only this organization's events")
+    p.add_argument("--email", help="only this account's events (normalized address)")
+    p.add_argument("--type", action="append", help="only events of this type (repeatable)")
+    p.add_argument("--rebuild", choices=["lockout"], help="rebuild this service's state from the log instead")
+    p.set_defaults(run=replay)
 
     p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every event")
     p.add_argument("--output", "-o", default="docs/asyncapi.json", help="file, or - for standard output")

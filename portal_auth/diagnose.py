@@ -1,0 +1,135 @@
+"""`portal-auth diagnose ORG EMAIL`: why this person cannot log in, one line for each of the
+support article's eight causes that applies, from the services' own state and events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from portal_auth.operator import admin_client, service_url
+from portal_auth.replay import Filter, read_log
+from services.identity.domain import InvalidEmail, normalize_email
+from shared.events import Envelope
+
+CAUSES = {
+    1: "Email not confirmed", 2: "Incorrect email or password", 3: "Organization not found",
+    4: "Password reset", 5: "Account locked", 6: "Session not kept", 7: "Network / service down",
+    8: "Portal domain",
+}
+RECENT = timedelta(minutes=15)
+
+
+def diagnose(org: str, email: str, *, bootstrap: str) -> list[str]:
+    try:
+        address = normalize_email(email)
+    except InvalidEmail:
+        return [_line(2, f"{email!r} is not a valid email address")]
+    lines = _services_down()
+    tenant = _tenant(org)
+    if tenant is None:
+        return [*lines, _line(3, f"no organization {org!r}: its portal answers \"Organization not found\"")]
+    history = asyncio.run(_history(bootstrap, org, address))
+    for check in CHECKS:
+        lines.extend(check(history, tenant, org, address))
+    if all(line.startswith("[8]") for line in lines):  # the domain line is context, not a cause
+        lines.insert(0, f"no known cause applies to {address} in {org}: it should be able to log in")
+    return lines
+
+
+def _line(cause: int, text: str) -> str:
+    return f"[{cause}] {CAUSES[cause]}: {text}"
+
+
+def _services_down() -> list[str]:
+    down = []
+    for service in ("identity", "tenant", "lockout", "mailer"):
+        try:
+            ready = httpx.get(f"{service_url(service)}/readyz", timeout=2.0)
+            if ready.status_code != 200:
+                down.append(_line(7, f"{service} is not ready: {ready.text[:120]}"))
+        except httpx.HTTPError as exc:
+            down.append(_line(7, f"{service} does not answer at {service_url(service)} ({type(exc).__name__})"))
+    return down
+
+
+def _tenant(org: str) -> dict[str, Any] | None:
+    with admin_client("tenant") as client:
+        answer = client.get(f"/admin/tenants/{org}")
+    return answer.json() if answer.status_code == 200 else None
+
+
+async def _history(bootstrap: str, org: str, address: str) -> list[Envelope]:
+    only = Filter(tenant=org, email=address)
+    found = [e async for _, e, _ in read_log(bootstrap, progress=False) if e is not None and only.keeps(e)]
+    return sorted(found, key=lambda e: e.occurred_at)
+
+
+def _last(history: list[Envelope], *types: str) -> Envelope | None:
+    return next((e for e in reversed(history) if e.type in types), None)
+
+
+def _unconfirmed(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
+    if _last(history, "UserRegistered") is None:
+        return [_line(2, f"no account for {address} in {org}: every login answers \"Incorrect email or password\"")]
+    if _last(history, "EmailConfirmed", "PasswordChanged") is None:
+        sent = _last(history, "EmailSent")
+        when = f"last email sent {sent.occurred_at:%Y-%m-%d %H:%M} UTC" if sent else "no email sent yet"
+        return [_line(1, f"registered but never confirmed ({when}); \"Send Confirmation Email\" sends a new link")]
+    return []
+
+
+def _failures(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
+    since = datetime.now(UTC) - RECENT
+    failed = [e for e in history if e.type == "LoginFailed" and e.occurred_at > since]
+    if not failed:
+        return []
+    return [_line(2, f"{len(failed)} failed logins in the last 15 minutes, the last at {failed[-1].occurred_at:%H:%M:%S} UTC "
+                     f"from {failed[-1].data.get('source')}")]
+
+
+def _reset(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
+    asked = _last(history, "ResetRequested")
+    if asked is None or _last(history, "ResetRequested", "PasswordChanged").type == "PasswordChanged":
+        return []
+    expires = datetime.fromisoformat(asked.data["expires_at"])
+    failed = [e for e in history if e.type == "EmailFailed" and e.occurred_at >= asked.occurred_at]
+    state = "expired" if expires < datetime.now(UTC) else "still valid"
+    mail = f"; the email failed: {failed[-1].data.get('reason')}" if failed else ""
+    return [_line(4, f"reset requested {asked.occurred_at:%Y-%m-%d %H:%M} UTC, link {state} (until {expires:%H:%M} UTC), "
+                     f"not used{mail}; a new request replaces it")]
+
+
+def _locked(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
+    with admin_client("lockout") as client:
+        answer = client.get(f"/admin/lockouts/{org}/{address}")
+    if answer.status_code != 200 or not answer.json().get("locked"):
+        return []
+    state = answer.json()
+    sources = ", ".join(state.get("locked_sources") or []) or "every address"
+    return [_line(5, f"locked until {state['locked_until']} for {sources}; `portal-auth unlock {org} {address}` "
+                     "or a password reset lifts it")]
+
+
+def _sessions(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
+    revoked = _last(history, "SessionRevoked")
+    signed_in = _last(history, "LoginSucceeded")
+    if revoked is None or (signed_in and signed_in.occurred_at > revoked.occurred_at):
+        return []
+    return [_line(6, f"sessions revoked {revoked.occurred_at:%Y-%m-%d %H:%M} UTC ({revoked.data.get('reason')}); "
+                     "the person must sign in again")]
+
+
+def _domains(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
+    domains = tenant.get("domains") or []
+    if not domains:
+        return [_line(8, f"{org} has no portal domain: no host reaches its portal")]
+    return [_line(8, f"{org}'s portal is only at {', '.join(domains)}; any other host is another organization or none")]
+
+
+CHECKS: list[Callable[[list[Envelope], dict[str, Any], str, str], list[str]]] = [
+    _unconfirmed, _failures, _reset, _locked, _sessions, _domains,
+]
