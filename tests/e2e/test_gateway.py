@@ -1,0 +1,38 @@
+"""Behind the nginx gateway: the portal host comes through, and a session sticks (cause 6)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from portal_auth.system import System
+from tests.conftest import create_org, mail_to, token_in
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "through the gateway"
+
+
+async def test_login_through_gateway_keeps_the_session_on_later_requests(system: System, gateway: str) -> None:
+    org = await create_org(system, name="Gateway GmbH")
+    async with httpx.AsyncClient(base_url=gateway, headers={"Host": org.host}) as browser:
+        await browser.post("/auth/register", json={"email": "gw@example.com", "password": PASSWORD})
+        [email] = await mail_to(system, "gw@example.com")
+        assert (await browser.post("/auth/confirm", json={"token": token_in(email, "/confirm")})).status_code == 200
+
+        login = await browser.post("/auth/login", json={"email": "gw@example.com", "password": PASSWORD})
+        assert login.status_code == 200
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie and "domain=" not in cookie
+
+        for _ in range(3):
+            session = await browser.get("/auth/session")
+            assert session.status_code == 200
+            assert session.json()["organization"]["slug"] == org.slug
+
+
+async def test_gateway_answers_unknown_host_with_organization_not_found(system: System, gateway: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway, headers={"Host": "nowhere.localhost"}) as browser:
+        answer = await browser.get("/auth/session")
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "organization_not_found"
