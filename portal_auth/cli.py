@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SERVICES = {"identity": 8001, "tenant": 8002, "lockout": 8003, "mailer": 8004}
+from portal_auth import DEFAULT_PORTS, SERVICES
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     if not args.no_migrate:
         upgrade(args.service, settings.database_url)
-    uvicorn.run(app, host=args.host, port=args.port or SERVICES[args.service], log_level="warning",
+    uvicorn.run(app, host=args.host, port=args.port or DEFAULT_PORTS[args.service], log_level="warning",
                 proxy_headers=False, access_log=False)
     return 0
 
@@ -112,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=up)
 
     p = sub.add_parser("serve", help="run one service in this process")
-    p.add_argument("service", choices=list(SERVICES))
+    p.add_argument("service", choices=SERVICES)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int)
     p.add_argument("--no-migrate", action="store_true", help="skip the service's migrations at start")
@@ -143,6 +143,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every event")
     p.add_argument("--output", "-o", default="docs/asyncapi.json", help="file, or - for standard output")
     p.set_defaults(run=asyncapi)
+    importlib.import_module("portal_auth.tenant_cli").add_parser(sub)
     return root
 
 

@@ -6,8 +6,7 @@ import os
 
 import httpx
 
-from portal_auth.up import admin_token_file
-from portal_auth.system import DEFAULT_PORTS
+from portal_auth import DEFAULT_PORTS, admin_token_file
 
 
 def service_url(service: str) -> str:

@@ -7,20 +7,19 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from portal_auth import DEFAULT_PORTS, SERVICES  # noqa: F401 - re-exported for callers
 from portal_auth.devstack import (
     DevstackError, KafkaHandle, MailCatcherHandle, PostgresHandle, free_port, start_kafka, start_mail_catcher, start_postgres,
 )
 from portal_auth.devstack._proc import ManagedProcess
 from shared.kafka import ensure_topics
 
-SERVICES = ("tenant", "identity", "lockout", "mailer")
-DEFAULT_PORTS = {"identity": 8001, "tenant": 8002, "lockout": 8003, "mailer": 8004}
 
 
 @dataclass
@@ -93,16 +92,19 @@ class System:
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def start(self, service: str, *, name: str | None = None, port: int | None = None,
-              env: Mapping[str, str] | None = None, timeout: float = 60.0) -> ServiceProcess:
+              env: Mapping[str, str] | None = None, timeout: float = 60.0,
+              args: Sequence[str] = (), probe: str = "/readyz") -> ServiceProcess:
+        """``args`` go to `portal-auth serve` (e.g. --no-migrate); ``probe`` is the path that must
+        answer 200 before the service counts as started (/healthz for one started without its database)."""
         name = name or service
         port = port or free_port()
-        argv = [sys.executable, "-m", "portal_auth.cli", "serve", service, "--port", str(port)]
+        argv = [sys.executable, "-m", "portal_auth.cli", "serve", service, "--port", str(port), *args]
         process = ManagedProcess(name, argv, self.workdir / "logs" / f"{name}.log",
                                  env={**os.environ, **self.infra.env(), **self.env, **(env or {})})
         process.start()
         running = ServiceProcess(name, service, port, process)
         self.processes[name] = running
-        _wait_healthy(running, timeout)
+        _wait_healthy(running, timeout, probe)
         return running
 
     def url(self, name: str) -> str:
@@ -125,13 +127,13 @@ class System:
             self.stop(name)
 
 
-def _wait_healthy(service: ServiceProcess, timeout: float) -> None:
+def _wait_healthy(service: ServiceProcess, timeout: float, probe: str = "/readyz") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not service.process.is_running():
             raise DevstackError(service.process.describe_failure(f"{service.name} did not start"))
         try:
-            if httpx.get(f"{service.url}/readyz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{service.url}{probe}", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

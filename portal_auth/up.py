@@ -6,10 +6,10 @@ import os
 import secrets
 import signal
 import threading
-from pathlib import Path
 
 import httpx
 
+from portal_auth import admin_token_file, home
 from portal_auth.devstack import free_port
 from portal_auth.devstack._net import port_accepts
 from portal_auth.gateway import start_gateway
@@ -18,15 +18,7 @@ from shared.secrets import new_mail_token_key
 
 GATEWAY_PORT = 8080
 DEMO = {"slug": "demo", "name": "Demo Organization", "domains": ["demo.localhost"],
-        "settings": {"display_name": "Demo Portal", "support_email": "support@demo.localhost"}}
-
-
-def home() -> Path:
-    return Path(os.environ.get("PORTAL_AUTH_HOME", Path.home() / ".portal-auth"))
-
-
-def admin_token_file() -> Path:
-    return home() / "admin-token"
+        "settings": {"display_name": "Demo Portal", "support_email": "support@example.com"}}
 
 
 def _new_admin_token() -> str:
@@ -87,7 +79,7 @@ def _print_where(system: System, env: dict[str, str], gateway_port: int | None) 
         "", "portal auth is running.",
         f"  portal (demo organization):  {portal}/login",
         *([] if gateway_port else ["  (nginx is not installed: the portal is served by identity directly, no gateway)"]),
-        f"  services: " + ", ".join(f"{p.name} {p.url}" for p in system.processes.values()),
+        "  services: " + ", ".join(f"{p.name} {p.url}" for p in system.processes.values()),
         f"  mail inbox:  {system.infra.mail.inbox_url if system.infra.mail else f'your SMTP server {system.infra.smtp_host}'}",
         f"  admin token: in {admin_token_file()} (read by `portal-auth tenant` and `portal-auth unlock`)",
         f"  logs:        {system.workdir / 'logs'}",

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import DatabaseUnavailable, transaction
-from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, UnknownEvent, dlq_topic
+from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, dlq_topic
 from shared.messaging import AppliedEvents
 
 log = logging.getLogger(__name__)

@@ -1,32 +1,52 @@
-"""An organization's settings: validated once here, read by every service from its own copy."""
+"""An organization's settings: validated once here, read by every service from its own copy.
+
+Numbers are strict integers: an admin who sends ``"5"`` or ``true`` gets a 422 naming the setting
+rather than a silently converted value. Every bound is the range where the behaviour still makes
+sense; the tenant service refuses anything outside it, so the copies never hold it.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
+MINUTE = 60
 DAY = 86400
+MIN_PASSWORD_LENGTH = 12  # the contract's floor: no organization may go below it
+MAX_PASSWORD_LENGTH = 128  # a minimum above this would turn away every passphrase manager's output
 
 
 class LockoutSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_failures: int = Field(5, ge=1, le=100)
-    max_failures_account: int = Field(20, ge=1, le=100)
-    window_seconds: int = Field(900, ge=1, le=DAY)
-    lock_seconds: int = Field(900, ge=1, le=DAY)
+    max_failures: StrictInt = Field(5, ge=1, le=100)
+    max_failures_account: StrictInt = Field(20, ge=1, le=1000, validate_default=True)
+    window_seconds: StrictInt = Field(900, ge=1, le=DAY)
+    lock_seconds: StrictInt = Field(900, ge=1, le=DAY)
+
+    @field_validator("max_failures_account")
+    @classmethod
+    def _at_least_per_source(cls, value: int, info: ValidationInfo) -> int:
+        # The all-sources bound is the higher one: were it lower, a stranger's failures from
+        # many addresses would lock a person out sooner than their own typos do.
+        per_source = info.data.get("max_failures")
+        if per_source is not None and value < per_source:
+            raise PydanticCustomError("less_than_per_source", "must be at least lockout.max_failures ({per_source})",
+                                      {"per_source": per_source})
+        return value
 
 
 class PasswordSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_length: int = Field(12, ge=12, le=1024)
+    min_length: StrictInt = Field(MIN_PASSWORD_LENGTH, ge=MIN_PASSWORD_LENGTH, le=MAX_PASSWORD_LENGTH)
 
 
 class TokenSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    confirmation_ttl_seconds: int = Field(86400, ge=60, le=30 * DAY)
-    reset_ttl_seconds: int = Field(1800, ge=60, le=DAY)
+    confirmation_ttl_seconds: StrictInt = Field(DAY, ge=MINUTE, le=30 * DAY)
+    reset_ttl_seconds: StrictInt = Field(30 * MINUTE, ge=MINUTE, le=DAY)
 
 
 class TenantSettings(BaseModel):
@@ -37,5 +57,5 @@ class TenantSettings(BaseModel):
     lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     password: PasswordSettings = Field(default_factory=PasswordSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
-    display_name: str | None = Field(None, max_length=200)
+    display_name: str | None = Field(None, min_length=1, max_length=200)
     support_email: EmailStr | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.tenant.http import install_error_handlers, routes
+from services.tenant.http import install_error_handlers, require_admin_token, routes
 from services.tenant.tables import metadata
 from shared.http import install_problem_handlers
 from shared.runtime import Runtime
@@ -21,6 +21,7 @@ def create_app(settings: TenantSettings | None = None) -> FastAPI:
     app.state.runtime = runtime
     install_problem_handlers(app)
     install_error_handlers(app)
+    require_admin_token(app, runtime.settings.admin_token)
     app.include_router(runtime.health())
     app.include_router(routes(runtime))
     return app

@@ -1,4 +1,4 @@
-"""Tenant's use cases: each changes state and writes its event in one transaction."""
+"""Tenant's use cases: each checks its input, changes state and writes its event in one transaction."""
 
 from __future__ import annotations
 
@@ -6,25 +6,23 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.tenant.domain import check_slug, normalize_host
+from services.tenant.domain import (
+    InvalidInput, check_all, check_settings, check_slug, merge_settings, normalize_host, normalize_hosts, without_port,
+)
 from services.tenant.repository import TenantRepository
 from shared.events import DomainAdded, DomainRemoved, TenantCreated, TenantUpdated
 from shared.messaging import Outbox
-from shared.tenancy import TenantSettings
 
 
 class NotFound(Exception):
     pass
 
 
-def _settings(raw: dict[str, Any] | None) -> dict[str, Any]:
-    return TenantSettings.model_validate(raw or {}).model_dump(mode="json")
-
-
 async def create_tenant(conn: AsyncConnection, outbox: Outbox, *, slug: str, name: str,
                         domains: list[str], settings: dict[str, Any] | None) -> dict[str, Any]:
-    slug, hosts = check_slug(slug), sorted({normalize_host(h) for h in domains})
-    repo, clean = TenantRepository(conn), _settings(settings)
+    slug, hosts, clean = check_all(lambda: check_slug(slug), lambda: normalize_hosts(domains),
+                                   lambda: check_settings(settings or {}))
+    repo = TenantRepository(conn)
     await repo.add(slug=slug, name=name, settings=clean)
     for host in hosts:
         await repo.add_domain(slug=slug, host=host)
@@ -36,8 +34,9 @@ async def update_tenant(conn: AsyncConnection, outbox: Outbox, *, slug: str, nam
                         settings: dict[str, Any] | None) -> dict[str, Any]:
     repo = TenantRepository(conn)
     current = await _found(repo, slug, for_update=True)
-    merged = _merge(current["settings"], settings or {})
-    new_name, clean = name or current["name"], _settings(merged)
+    new_name, clean = name or current["name"], check_settings(merge_settings(current["settings"], settings or {}))
+    if (new_name, clean) == (current["name"], current["settings"]):
+        return current  # nothing changed: no event for the copies to apply
     await repo.update(slug, name=new_name, settings=clean)
     await outbox.add(conn, TenantUpdated(slug=slug, name=new_name, settings=clean), tenant=slug)
     return await _found(repo, slug)
@@ -60,16 +59,25 @@ async def remove_domain(conn: AsyncConnection, outbox: Outbox, *, slug: str, hos
     return await _found(repo, slug)
 
 
+async def show_tenant(conn: AsyncConnection, *, slug: str) -> dict[str, Any]:
+    return await _found(TenantRepository(conn), slug)
+
+
+async def list_tenants(conn: AsyncConnection) -> list[dict[str, Any]]:
+    return await TenantRepository(conn).list_all()
+
+
+async def resolve_host(conn: AsyncConnection, *, host: str) -> dict[str, Any] | None:
+    """The organization a request to ``host`` (a Host header value, port and all) is for."""
+    try:
+        name = normalize_host(without_port(host), field="host")
+    except InvalidInput:
+        return None  # no organization can own a name that is not a host name
+    return await TenantRepository(conn).resolve(name)
+
+
 async def _found(repo: TenantRepository, slug: str, *, for_update: bool = False) -> dict[str, Any]:
     tenant = await repo.get(slug, for_update=for_update)
     if tenant is None:
         raise NotFound(f"no organization {slug!r}")
     return tenant
-
-
-def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    """PATCH semantics for nested settings: only the given keys change."""
-    merged = dict(base)
-    for key, value in change.items():
-        merged[key] = _merge(base.get(key) or {}, value) if isinstance(value, dict) else value
-    return merged

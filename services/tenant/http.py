@@ -1,30 +1,40 @@
-"""Tenant's HTTP entrypoints: translate, call a handler, answer."""
+"""Tenant's HTTP entrypoints: translate, call a handler, answer.
 
-from __future__ import annotations
+(No `from __future__ import annotations` here: FastAPI and pydantic read the annotations at runtime.)
+"""
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.tenant import handlers
-from services.tenant.domain import InvalidInput, normalize_host
-from services.tenant.repository import Taken, TenantRepository
+from services.tenant.domain import InvalidInput, Taken
 from shared.db import transaction
 from shared.http import Problem, admin_guard, problem_response
 from shared.runtime import Runtime
 
+# Everything tenant serves but health is the admin API, /resolve included (CONTRACT.md, "Admin").
+ADMIN_PATHS = ("/admin", "/resolve")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
 
 class TenantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     slug: str
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     domains: list[str] = Field(default_factory=list, max_length=100)
     settings: dict[str, Any] | None = None
 
 
 class TenantPatch(BaseModel):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
     settings: dict[str, Any] | None = None
 
 
@@ -33,76 +43,77 @@ def public(tenant: dict[str, Any]) -> dict[str, Any]:
 
 
 def routes(runtime: Runtime) -> APIRouter:
-    admin = APIRouter(prefix="/admin/tenants", dependencies=[Depends(admin_guard(runtime.settings.admin_token))])
     engine, outbox = runtime.engine, runtime.outbox
+    router = APIRouter()
 
-    async def change(handler: Any, **kwargs: Any) -> dict[str, Any]:
+    async def read(handler: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
         async with transaction(engine) as conn:
-            tenant = await handler(conn, outbox, **kwargs)
-        runtime.relay.wake()
+            return await handler(conn, **kwargs)
+
+    async def change(handler: Callable[..., Awaitable[dict[str, Any]]], **kwargs: Any) -> dict[str, Any]:
+        tenant = await read(handler, outbox=outbox, **kwargs)
+        runtime.relay.wake()  # the copies in the other services learn of it now, not at the next poll
         return public(tenant)
 
-    @admin.post("", status_code=201)
+    @router.post("/admin/tenants", status_code=201)
     async def create(body: TenantIn) -> dict[str, Any]:
         return await change(handlers.create_tenant, **body.model_dump())
 
-    @admin.get("")
+    @router.get("/admin/tenants")
     async def list_all() -> dict[str, Any]:
-        async with transaction(engine) as conn:
-            return {"tenants": [public(t) for t in await TenantRepository(conn).list()]}
+        return {"tenants": [public(t) for t in await read(handlers.list_tenants)]}
 
-    @admin.get("/{slug}")
+    @router.get("/admin/tenants/{slug}")
     async def show(slug: str) -> dict[str, Any]:
-        async with transaction(engine) as conn:
-            tenant = await TenantRepository(conn).get(slug)
-        if tenant is None:
-            raise Problem("not_found", detail=f"no organization {slug!r}")
-        return public(tenant)
+        return public(await read(handlers.show_tenant, slug=slug))
 
-    @admin.patch("/{slug}")
+    @router.patch("/admin/tenants/{slug}")
     async def update(slug: str, body: TenantPatch) -> dict[str, Any]:
         return await change(handlers.update_tenant, slug=slug, **body.model_dump())
 
-    @admin.put("/{slug}/domains/{host}")
+    @router.put("/admin/tenants/{slug}/domains/{host}")
     async def add_domain(slug: str, host: str) -> dict[str, Any]:
         return await change(handlers.add_domain, slug=slug, host=host)
 
-    @admin.delete("/{slug}/domains/{host}")
+    @router.delete("/admin/tenants/{slug}/domains/{host}")
     async def remove_domain(slug: str, host: str) -> dict[str, Any]:
         return await change(handlers.remove_domain, slug=slug, host=host)
 
-    router = APIRouter()
-    router.include_router(admin)
-
     @router.get("/resolve")
     async def resolve(host: str) -> dict[str, Any]:
-        try:
-            name = normalize_host(host.rsplit(":", 1)[0] if host.count(":") == 1 else host, field="host")
-        except InvalidInput:
-            raise Problem("organization_not_found") from None
-        async with transaction(engine) as conn:
-            tenant = await TenantRepository(conn).resolve(name)
+        tenant = await read(handlers.resolve_host, host=host)
         if tenant is None:
-            raise Problem("organization_not_found")
+            raise Problem("organization_not_found", host=host)
         return public(tenant)
 
     return router
 
 
+def require_admin_token(app: FastAPI, admin_token: str) -> None:
+    """Checked before routing and body parsing, so that without the token every admin path,
+    even a malformed request or an unknown one, answers 401 and tells nothing else."""
+    guard = admin_guard(admin_token)
+
+    @app.middleware("http")
+    async def _admin_only(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path.startswith(ADMIN_PATHS):
+            try:
+                await guard(request)
+            except Problem as problem:
+                return problem_response(problem)
+        return await call_next(request)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> Response:
-        return problem_response(Problem("validation_error", detail=str(exc), errors=[{"field": exc.field, "message": exc.message}]))
-
-    @app.exception_handler(ValidationError)
-    async def _bad_settings(request: Request, exc: ValidationError) -> Response:
-        errors = [{"field": "settings." + ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        return problem_response(Problem("validation_error", detail="; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors))
+        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+        return problem_response(Problem("validation_error", detail=str(exc), errors=errors))
 
     @app.exception_handler(Taken)
-    async def _taken(request: Request, exc: Taken) -> JSONResponse:
-        return problem_response(Problem("conflict", title=f"That {exc.what} is taken", field=exc.what))
+    async def _taken(request: Request, exc: Taken) -> Response:
+        return problem_response(Problem("conflict", title=f"That {exc.what} is taken", detail=str(exc), field=exc.what))
 
     @app.exception_handler(handlers.NotFound)
-    async def _missing(request: Request, exc: handlers.NotFound) -> JSONResponse:
+    async def _missing(request: Request, exc: handlers.NotFound) -> Response:
         return problem_response(Problem("not_found", detail=str(exc)))
