@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 from portal_auth import DEFAULT_PORTS, SERVICES
@@ -58,10 +59,10 @@ def asyncapi(args: argparse.Namespace) -> int:
 
 
 def unlock(args: argparse.Namespace) -> int:
-    from portal_auth.operator import admin_client, fail
+    from portal_auth.operator import account_path, admin_client, fail
 
     with admin_client("lockout") as client:
-        answer = client.delete(f"/admin/lockouts/{args.org}/{args.email}")
+        answer = client.delete(account_path(args.org, args.email))
     if answer.status_code != 204:
         raise fail(answer)
     print(f"unlocked {args.email} in {args.org}")
@@ -86,9 +87,10 @@ def replay(args: argparse.Namespace) -> int:
         from services.lockout.rebuild import rebuild
         from shared.settings import ServiceSettings
 
-        summary = asyncio.run(rebuild(ServiceSettings().database_url, _bootstrap()))
-        print(summary)
-        return 0
+        print("replay: rebuilding lockout's state from the event log ...", file=sys.stderr, flush=True)
+        summary = asyncio.run(rebuild(ServiceSettings().database_url, _bootstrap(), replace=args.replace))
+        print(json.dumps(summary.as_dict(), indent=2))
+        return 0 if summary.equal or summary.replaced else 1
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         raise SystemExit("error: --since needs a time zone, e.g. 2026-11-27T09:00:00+00:00")
@@ -137,7 +139,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="only this organization's events")
     p.add_argument("--email", help="only this account's events (normalized address)")
     p.add_argument("--type", action="append", help="only events of this type (repeatable)")
-    p.add_argument("--rebuild", choices=["lockout"], help="rebuild this service's state from the log instead")
+    p.add_argument("--rebuild", choices=["lockout"], help="rebuild this service's state from the log and compare "
+                   "it with the live one (exit 1 when they differ)")
+    p.add_argument("--replace", action="store_true", help="with --rebuild: make the rebuilt state the live one")
     p.set_defaults(run=replay)
 
     p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every event")

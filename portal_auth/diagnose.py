@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from portal_auth.operator import admin_client, service_url
+from portal_auth.operator import account_path, admin_client, service_url
 from portal_auth.replay import Filter, read_log
 from services.identity.domain import InvalidEmail, normalize_email
 from shared.events import Envelope
@@ -105,7 +105,7 @@ def _reset(history: list[Envelope], tenant: dict[str, Any], org: str, address: s
 
 def _locked(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
     with admin_client("lockout") as client:
-        answer = client.get(f"/admin/lockouts/{org}/{address}")
+        answer = client.get(account_path(org, address))
     if answer.status_code != 200 or not answer.json().get("locked"):
         return []
     state = answer.json()

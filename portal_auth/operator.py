@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 import httpx
 
@@ -28,6 +29,11 @@ def admin_token() -> str:
 def admin_client(service: str) -> httpx.Client:
     return httpx.Client(base_url=service_url(service), timeout=10.0,
                         headers={"Authorization": f"Bearer {admin_token()}"})
+
+
+def account_path(org: str, email: str) -> str:
+    """The lockout admin path of one account, with the address escaped (it may hold '#', '?', '/')."""
+    return f"/admin/lockouts/{quote(org, safe='')}/{quote(email, safe='@')}"
 
 
 def fail(answer: httpx.Response) -> SystemExit:

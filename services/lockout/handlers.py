@@ -1,0 +1,147 @@
+"""Lockout's use cases. Each runs inside one transaction opened by its entrypoint; the decisions
+it announces go into the outbox in that same transaction (or nowhere, during a rebuild)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.lockout import domain
+from services.lockout.domain import EVERY_SOURCE, Lock, Policy, Standing
+from services.lockout.repository import LockoutRepository
+from shared import events
+from shared.events import Envelope
+from shared.messaging import Outbox
+from shared.tenancy import LockoutSettings
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Announce(Protocol):
+    """Publishes a decision; returns its envelope, or None where decisions are not published."""
+
+    def __call__(self, event: events.Event, *, tenant: str) -> Awaitable[Envelope | None]: ...
+
+
+def announcer(conn: AsyncConnection, outbox: Outbox, *, correlation_id: str | None = None) -> Announce:
+    async def announce(event: events.Event, *, tenant: str) -> Envelope | None:
+        return await outbox.add(conn, event, tenant=tenant, correlation_id=correlation_id)
+    return announce
+
+
+async def silent(event: events.Event, *, tenant: str) -> None:
+    """A rebuild recomputes decisions that were already announced: it announces nothing."""
+    return None
+
+
+class UnknownOrganization(Exception):
+    pass
+
+
+async def save_settings(repo: LockoutRepository, *, slug: str, settings: dict[str, Any]) -> None:
+    await repo.save_settings(slug=slug, settings=settings)
+
+
+async def record_failure(repo: LockoutRepository, announce: Announce, *, tenant: str, email: str, source: str,
+                         at: datetime, event_id: uuid.UUID) -> list[Lock]:
+    """Count a failed login and announce the locks it causes. Unknown emails arrive here too and
+    are counted alike, so a lock says nothing about whether an account exists."""
+    await repo.serialize(tenant=tenant, email=email)
+    policy = await _policy(repo, tenant)
+    await repo.add_failure(event_id=event_id, tenant=tenant, email=email, source=source, at=at)
+    await repo.forget_failures(tenant=tenant, email=email, up_to=policy.window_start(at))
+    failures = await repo.failures(tenant=tenant, email=email, after=policy.window_start(at))
+    decided = domain.decide(policy, failures, await repo.locks(tenant=tenant, email=email), at=at, source=source)
+    for lock in decided:
+        await repo.save_lock(tenant=tenant, email=email, lock=lock)
+        await announce(events.AccountLocked(email=email, source=lock.source, locked_until=lock.locked_until,
+                                            failures=lock.failures), tenant=tenant)
+    return decided
+
+
+async def record_success(repo: LockoutRepository, *, tenant: str, email: str, source: str) -> None:
+    """A successful login clears the failures *from its own source* only.
+
+    The person who just proved the password from this address made those typos; the failures from
+    other addresses are someone else's guesses, and a success must not wipe them: otherwise an
+    attacker spreading guesses over many addresses would get a fresh account-wide budget every time
+    the owner logs in (ASVS 6.1.1 asks that the owner can log in and the guesser stays bounded).
+    Active locks stay: a success from one source does not unlock another.
+    """
+    await repo.serialize(tenant=tenant, email=email)
+    await repo.forget_failures(tenant=tenant, email=email, source=source)
+
+
+async def password_changed(repo: LockoutRepository, announce: Announce, *, tenant: str, email: str, at: datetime) -> None:
+    """A new password (a reset proves control of the mailbox) lifts every lock and clears every count."""
+    if await lift(repo, tenant=tenant, email=email, at=at, reason="password_changed"):
+        await announce(events.AccountUnlocked(email=email, source=EVERY_SOURCE, reason="password_changed"), tenant=tenant)
+
+
+async def unlock(repo: LockoutRepository, announce: Announce, *, tenant: str, email: str) -> None:
+    """An operator lifts every lock and clears every count. The unlock is announced even when
+    nothing was locked: it is the operator's decision on the record, and a rebuild replays it at
+    the announced event's own time, so both lift exactly the same."""
+    await _policy(repo, tenant, known=True)
+    envelope = await announce(events.AccountUnlocked(email=email, source=EVERY_SOURCE, reason="admin"), tenant=tenant)
+    await lift(repo, tenant=tenant, email=email, at=envelope.occurred_at if envelope else utcnow(), reason="admin")
+
+
+async def lift(repo: LockoutRepository, *, tenant: str, email: str, at: datetime, reason: str) -> int:
+    """Lift the locks active at ``at`` and forget every failure; how many locks were lifted."""
+    await repo.serialize(tenant=tenant, email=email)
+    await repo.forget_failures(tenant=tenant, email=email)
+    return await repo.lift_locks(tenant=tenant, email=email, at=at, reason=reason)
+
+
+async def announce_expired(repo: LockoutRepository, announce: Announce, *, now: datetime, limit: int = 200) -> int:
+    """Announce the end of locks that ran out; how many. Identity already ignores a lock past its
+    end: the event is for the record and clears every copy."""
+    due = await repo.due_locks(now=now, limit=limit)
+    for tenant, email, source in due:
+        await repo.mark_announced(tenant=tenant, email=email, source=source)
+        await announce(events.AccountUnlocked(email=email, source=source, reason="expired"), tenant=tenant)
+    return len(due)
+
+
+async def standing(repo: LockoutRepository, *, tenant: str, email: str, now: datetime) -> Standing:
+    policy = await _policy(repo, tenant, known=True)
+    failures = await repo.failures(tenant=tenant, email=email, after=policy.window_start(now))
+    locks = await repo.locks(tenant=tenant, email=email)
+    return domain.standing(policy, failures, locks.values(), now=now)
+
+
+async def replay_unlock(repo: LockoutRepository, *, tenant: str, email: str, source: str | None, reason: str,
+                        at: datetime) -> None:
+    """During a rebuild, an AccountUnlocked read back from lockout.events: an operator's unlock is an
+    input no other log holds, so it is applied at its own time; an announced expiry only records
+    that its end needs no second announcement. (``password_changed`` follows from PasswordChanged.)"""
+    if reason == "admin":
+        await lift(repo, tenant=tenant, email=email, at=at, reason="admin")
+    elif reason == "expired":
+        await repo.mark_announced(tenant=tenant, email=email, source=source, ended_by=at)
+
+
+async def _policy(repo: LockoutRepository, tenant: str, *, known: bool = False) -> Policy:
+    """The organization's lockout settings; the defaults while its TenantCreated has not arrived
+    (or UnknownOrganization, when ``known`` is asked for: an operator's typo must not pass)."""
+    settings = await repo.settings(tenant)
+    if settings is None and known:
+        raise UnknownOrganization(tenant)
+    given = (settings or {}).get("lockout") or {}
+    try:
+        section = LockoutSettings.model_validate({k: v for k, v in given.items() if k in LockoutSettings.model_fields})
+    except ValidationError as exc:  # tenant validated them: only a newer, stricter rule gets here
+        log.warning("organization %s: lockout settings %s unusable, using the defaults: %s", tenant, given, exc)
+        section = LockoutSettings()
+    return Policy(**section.model_dump())

@@ -1,0 +1,62 @@
+"""Lockout's admin API: translate, call a handler, answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.identity.domain import InvalidEmail, normalize_email
+from services.lockout import handlers
+from services.lockout.domain import Standing
+from services.lockout.repository import LockoutRepository
+from shared.db import transaction
+from shared.http import Problem, admin_guard, problem_response
+from shared.runtime import Runtime
+
+
+def public(standing: Standing) -> dict[str, Any]:
+    return {
+        "locked": standing.locked,
+        "locked_until": standing.locked_until.isoformat() if standing.locked_until else None,
+        "failures_in_window": standing.failures_in_window,
+        "locked_sources": standing.locked_sources,
+        "every_source_locked": standing.every_source_locked,
+    }
+
+
+def routes(runtime: Runtime, *, clock: Callable[[], datetime] = handlers.utcnow) -> APIRouter:
+    router = APIRouter(prefix="/admin/lockouts", dependencies=[Depends(admin_guard(runtime.settings.admin_token))])
+
+    @router.get("/{slug}/{email}")
+    async def show(slug: str, email: str) -> dict[str, Any]:
+        async with transaction(runtime.engine) as conn:
+            standing = await handlers.standing(LockoutRepository(conn), tenant=slug, email=_address(email), now=clock())
+        return public(standing)
+
+    @router.delete("/{slug}/{email}", status_code=204)
+    async def unlock(slug: str, email: str) -> Response:
+        async with transaction(runtime.engine) as conn:
+            await handlers.unlock(LockoutRepository(conn), handlers.announcer(conn, runtime.outbox),
+                                  tenant=slug, email=_address(email))
+        runtime.relay.wake()
+        return Response(status_code=204)
+
+    return router
+
+
+def _address(email: str) -> str:
+    """The account's key, normalized exactly as identity does when it counts a login."""
+    try:
+        return normalize_email(email)
+    except InvalidEmail:
+        raise Problem("invalid_email") from None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(handlers.UnknownOrganization)
+    async def _unknown(request: Request, exc: handlers.UnknownOrganization) -> JSONResponse:
+        return problem_response(Problem("organization_not_found", slug=str(exc)))
