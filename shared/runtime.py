@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -46,9 +46,15 @@ class Runtime:
         applied = AppliedEvents(metadata.tables[f"{metadata.schema}.applied_events"])
         return cls(name, settings, engine, broker, Outbox(out, producer=name), applied, relay, connected)
 
-    def consume(self, *, topics: tuple[str, ...], handlers: Mapping[type[Event], Handler]) -> None:
-        """Subscribe this service's consumer group to ``topics``, applying each event once."""
-        consumer = EventConsumer(engine=self.engine, applied=self.applied, handlers=handlers, after_commit=self.relay.wake)
+    def consume(self, *, topics: tuple[str, ...], handlers: Mapping[type[Event], Handler],
+                after_commit: Callable[[], None] | None = None) -> None:
+        """Subscribe this service's consumer group to ``topics``, applying each event once. After
+        each commit the outbox relay wakes (and ``after_commit``, for work the event queued)."""
+        def woken() -> None:
+            self.relay.wake()
+            if after_commit is not None:
+                after_commit()
+        consumer = EventConsumer(engine=self.engine, applied=self.applied, handlers=handlers, after_commit=woken)
         subscribe(self.broker, topics=topics, group_id=self.name, consume=consumer)
 
     def health(self) -> APIRouter:

@@ -63,6 +63,19 @@ def system(infra: Infrastructure, workdir: Path) -> Iterator[System]:
         running.stop_all()
 
 
+@pytest.fixture(scope="session")
+def gateway(system: System, workdir: Path) -> Iterator[str]:
+    """nginx in front of identity, as in production; its base URL."""
+    from portal_auth.devstack import free_port
+    from portal_auth.gateway import start_gateway
+
+    port = free_port()
+    process = start_gateway(workdir / "gateway", port=port, identity_port=system.processes["identity"].port)
+    assert process is not None, "nginx is not installed (apt-get install nginx-light)"
+    yield f"http://127.0.0.1:{port}"
+    process.stop()
+
+
 @dataclass(frozen=True)
 class Org:
     slug: str

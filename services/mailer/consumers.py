@@ -29,7 +29,8 @@ async def email_requested(conn: AsyncConnection, envelope: Envelope, event: even
 
 
 async def tenant_created(conn: AsyncConnection, envelope: Envelope, event: events.TenantCreated) -> None:
-    await MailerRepository(conn).save_organization(slug=event.slug, name=event.name, settings=event.settings, domains=event.domains)
+    await MailerRepository(conn).save_organization(slug=event.slug, name=event.name, settings=event.settings,
+                                                   domains=event.domains)
 
 
 async def tenant_updated(conn: AsyncConnection, envelope: Envelope, event: events.TenantUpdated) -> None:

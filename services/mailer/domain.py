@@ -188,9 +188,17 @@ def compose(*, to: str, org: Organization, rendered: Rendered, mail_from: str, k
 
 
 def template_values(kind: Kind, *, org: Organization, context: dict[str, object], links: dict[str, str]) -> dict[str, object]:
-    """What a template may show: chosen fields, never the raw event or the sealed token."""
+    """What a template may show: chosen fields, never the raw event or the sealed token. Not the
+    name given at registration either: anyone can register anyone's address, and a name such as
+    "visit evil.example" would reach that inbox in the organization's own words."""
     return {"kind": kind.value, "organization": org.shown_name, "support_email": org.support_email,
-            "person": context.get("display_name"), "expires_at": readable_time(context.get("expires_at")), **links}
+            "expires_at": readable_time(context.get("expires_at")), **links}
+
+
+def link_expired(context: dict[str, object], *, now: datetime) -> bool:
+    """A link that no longer works is not worth sending: the person asks again and gets a new one."""
+    expires_at = context.get("expires_at")
+    return isinstance(expires_at, str) and datetime.fromisoformat(expires_at) <= now
 
 
 def readable_time(value: object) -> str | None:

@@ -82,10 +82,16 @@ async def claim_due(conn: AsyncConnection, deps: Deps, *, limit: int) -> list[Jo
 
 async def send(deps: Deps, job: Job) -> DeliveryFailure | None:
     """Render at send time (the token is opened only here, in memory) and hand over to SMTP."""
+    if job.email.attempts > deps.retry.max_attempts:  # claimed again and again, never recorded
+        return Undeliverable(f"no outcome recorded in {job.email.attempts - 1} attempts")
     try:
         await deps.transport.send(compose(deps, job))
     except DeliveryFailure as failure:
         return failure
+    except Exception as exc:  # noqa: BLE001 - a bug must cost attempts, not loop forever
+        # Type only: the message of an error met while the link was in memory could hold the token.
+        log.error("email %s could not be composed: %s", job.email.dedup_key, type(exc).__name__)
+        return DeliveryFailure(f"unexpected {type(exc).__name__}")
     return None
 
 
@@ -94,6 +100,8 @@ def compose(deps: Deps, job: Job) -> Email:
     if org is None:  # its TenantCreated is on another topic and may simply not have arrived yet
         raise DeliveryFailure(f"organization {row.tenant!r} not known to the mailer yet")
     kind, context = Kind(row.kind), row.context
+    if domain.link_expired(context, now=deps.clock()):
+        raise Undeliverable("the link expired before it could be sent")
     host = org.portal_host(str(context.get("host", "")))
     links = domain.links(kind, template=deps.portal_url_template, host=host, token=_opened(deps, context))
     rendered = deps.renderer.render(kind, domain.template_values(kind, org=org, context=context, links=links))

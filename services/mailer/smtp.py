@@ -11,11 +11,15 @@ from email.utils import formatdate
 
 import aiosmtplib
 
-from services.mailer.domain import DeliveryFailure, Email
+from services.mailer.domain import DeliveryFailure, Email, Undeliverable
 
 # The SMTP policy writes CRLF line ends and refuses any header value holding CR or LF, a
-# second guard behind domain.header_text should a line break ever reach a header.
-POLICY = policy.SMTP
+# second guard behind domain.header_text should a line break ever reach a header. Headers are
+# folded only beyond RFC 5322's hard limit: at 78 characters Python's folder may move a whole
+# subject to a continuation line, which readers then show with a leading space. Bodies are
+# 7-bit (quoted-printable where needed), so any relay takes them, 8BITMIME or not.
+POLICY = policy.SMTP.clone(max_line_length=998, cte_type="7bit")
+UTF8_POLICY = POLICY.clone(utf8=True)  # for addresses beyond ASCII (SMTPUTF8)
 
 
 def to_message(email: Email) -> EmailMessage:
@@ -47,7 +51,7 @@ class SmtpTransport:
 
     async def send(self, email: Email) -> None:
         try:
-            await asyncio.wait_for(self._send(to_message(email), email), self.budget)
+            await asyncio.wait_for(self._send(email), self.budget)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             raise DeliveryFailure(refused.message, code=refused.code) from None
@@ -58,10 +62,15 @@ class SmtpTransport:
             raise DeliveryFailure(exc.message, code=exc.code) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise DeliveryFailure(f"SMTP server unreachable: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:  # an address or header that cannot be written safely
+            raise Undeliverable(f"cannot write this email: {exc}") from None
 
-    async def _send(self, message: EmailMessage, email: Email) -> None:
+    async def _send(self, email: Email) -> None:
+        # Flattened here: given an EmailMessage, aiosmtplib would use its own policy instead.
+        utf8 = not (email.to.isascii() and email.from_address.isascii())
         await aiosmtplib.send(
-            message, sender=email.from_address, recipients=[email.to],
+            to_message(email).as_bytes(policy=UTF8_POLICY if utf8 else POLICY), sender=email.from_address, recipients=[email.to],
+            mail_options=["SMTPUTF8"] if utf8 else None,
             hostname=self.host, port=self.port, timeout=self.timeout,
             username=self.username, password=self.password,
             start_tls=self.starttls, validate_certs=self.validate_certs, cert_bundle=self.ca_file,
