@@ -5,12 +5,14 @@ from __future__ import annotations
 import socket
 import struct
 
-__all__ = ["free_port", "kafka_broker_count", "port_accepts"]
+from ._proc import DevstackError
+
+__all__ = ["free_port", "kafka_broker_count", "port_accepts", "require_free_port"]
 
 _LOCALHOST = "127.0.0.1"
 
-# Metadata v4: the oldest version Kafka 4.x still serves (KIP-896 dropped v0-v3),
-# and still a non-flexible one, so it needs no tagged-field encoding.
+# Metadata v4: served by Kafka 4.x (which no longer answers v0) and by Tansu, and still
+# a non-flexible version, so it needs no tagged-field encoding.
 _METADATA_API_KEY = 3
 _METADATA_VERSION = 4
 _CLIENT_ID = b"portal-auth-devstack"
@@ -21,6 +23,12 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_LOCALHOST, 0))
         return int(sock.getsockname()[1])
+
+
+def require_free_port(port: int, what: str) -> None:
+    """Fail early when a port is taken: a readiness probe would be answered by the wrong server."""
+    if port_accepts(port):
+        raise DevstackError(f"cannot start {what}: something already listens on 127.0.0.1:{port}")
 
 
 def port_accepts(port: int, host: str = _LOCALHOST, timeout: float = 1.0) -> bool:

@@ -11,8 +11,10 @@ Three layers make sure nothing is left running:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
+import pwd
 import signal
 import subprocess
 import threading
@@ -138,14 +140,11 @@ class ManagedProcess:
         popen = self._popen
         if popen is not None and popen.poll() is None:
             _signal(popen.pid, self.stop_signal)
-            try:
-                popen.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(popen.pid)
-                popen.wait(10)
-        if popen is not None:
-            # Helpers the process forked may survive their leader; the group id outlives it.
+            _wait_for_exit_unreaped(popen.pid, self.stop_timeout)
+            # Until the leader is reaped its pid, and so its group id, cannot be anyone else's:
+            # this kills the leader if it is still running and any helper it left behind.
             _kill_group(popen.pid)
+            popen.wait(10)
         with _running_lock:
             _running.pop(self, None)
 
@@ -174,25 +173,31 @@ def wait_until(
 
 
 def _primary_group(user: str | None) -> int | None:
-    if user is None:
-        return None
-    import pwd
-
-    return pwd.getpwnam(user).pw_gid
+    return None if user is None else pwd.getpwnam(user).pw_gid
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+
+
+def _wait_for_exit_unreaped(pid: int, timeout: float) -> bool:
+    """Wait for a child to exit but leave it a zombie (WNOWAIT); True if it exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True  # already reaped elsewhere
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @atexit.register

