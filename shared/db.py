@@ -20,7 +20,7 @@ def make_engine(url: str, *, timeout: float = 2.0, pool_size: int = 10) -> Async
         max_overflow=pool_size,
         pool_timeout=timeout,
         pool_pre_ping=True,
-        connect_args={"timeout": timeout, "command_timeout": max(timeout, 5.0)},
+        connect_args={"timeout": timeout, "command_timeout": timeout},
     )
 
 

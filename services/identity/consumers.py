@@ -34,8 +34,10 @@ async def account_locked(conn: AsyncConnection, envelope: Envelope, event: event
 
 async def account_unlocked(conn: AsyncConnection, envelope: Envelope, event: events.AccountUnlocked) -> None:
     # An expired lock ends for its own source; an operator or a new password lifts them all.
-    await IdentityRepository(conn).clear_locks(tenant=envelope.tenant, email=event.email, source=event.source,
-                                               every=event.reason != "expired")
+    # The failures that led to it go too, so they hold back no new attempt (see domain.awaiting_lockout).
+    repo, every = IdentityRepository(conn), event.reason != "expired"
+    await repo.clear_locks(tenant=envelope.tenant, email=event.email, source=event.source, every=every)
+    await repo.clear_failures(tenant=envelope.tenant, email=event.email, source=None if every else event.source)
 
 
 HANDLERS = {

@@ -13,6 +13,8 @@ from email_validator import EmailNotValidError, validate_email
 
 MAX_PASSWORD_CHARS = 1024
 MAX_EMAIL_CHARS = 254
+# How long identity waits for lockout's verdict on failures that reached a threshold (see awaiting_lockout).
+LOCKOUT_VERDICT = timedelta(seconds=5)
 
 
 class InvalidEmail(ValueError):
@@ -87,6 +89,30 @@ class SessionPolicy:
 
     def idle_deadline(self, now: datetime, *, remember: bool, absolute_expires_at: datetime) -> datetime:
         return min(now + self.limits(remember=remember)[0], absolute_expires_at)
+
+
+@dataclass(frozen=True)
+class RecentFailures:
+    """Failed logins of one account within the organization's lockout window."""
+
+    from_source: int
+    from_all: int
+    latest: datetime | None
+
+
+def awaiting_lockout(recent: RecentFailures, *, max_from_source: int, max_from_all: int, now: datetime) -> datetime | None:
+    """Until when to refuse further attempts, or None.
+
+    Lockout decides locks from LoginFailed events, a Kafka round trip after each failure; a burst
+    faster than that round trip would get more tries than the threshold allows. So once the
+    failures identity has seen reach a threshold, it refuses until the lock arrives, or until
+    LOCKOUT_VERDICT has passed since the last failure: then lockout decided not to lock (or is
+    down), and one more try per LOCKOUT_VERDICT gets through. Lockout stays the one that locks.
+    """
+    if recent.latest is None or (recent.from_source < max_from_source and recent.from_all < max_from_all):
+        return None
+    until = recent.latest + LOCKOUT_VERDICT
+    return until if until > now else None
 
 
 class Refused(Exception):

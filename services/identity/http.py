@@ -1,51 +1,75 @@
-"""Identity's JSON API for the portal: resolve the organization from the host, translate, call a handler.
+"""Identity's HTTP edge: what the JSON API and the portal pages share (the organization of a
+request, running a use case, the session cookie, security headers), and the JSON API itself.
 
 (No `from __future__ import annotations` here: FastAPI reads the local dependency annotations at runtime.)
 """
 
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from services.identity import handlers
 from services.identity.domain import Refused
-from services.identity.handlers import Deps, Org
+from services.identity.handlers import Deps, Org, SignedIn
 from services.identity.repository import IdentityRepository
 from services.identity.settings import IdentitySettings
 from shared.db import transaction
-from shared.http import Problem
+from shared.http import PROBLEM_JSON, Problem, problem_response
 from shared.runtime import Runtime
 from shared.tenancy import TenantSettings
 
 MAX_FIELD = 4096  # requests are bounded; the domain gives the precise errors below this size
 
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # links carry tokens: never hand a URL to another site
+    "X-Frame-Options": "DENY",
+}
+
+
 class Credentials(BaseModel):
     email: str = Field(max_length=MAX_FIELD)
     password: str = Field(max_length=MAX_FIELD)
 
+
 class Registration(Credentials):
     display_name: str | None = Field(None, max_length=200)
+
 
 class Login(Credentials):
     remember_me: bool = False
 
+
 class EmailOnly(BaseModel):
     email: str = Field(max_length=MAX_FIELD)
+
 
 class TokenOnly(BaseModel):
     token: str = Field(max_length=MAX_FIELD)
 
+
 class NewPassword(TokenOnly):
     password: str = Field(max_length=MAX_FIELD)
+
 
 def request_host(request: Request, settings: IdentitySettings) -> str:
     """The portal host: X-Forwarded-Host from a trusted proxy, else Host; lower case, no port."""
     forwarded = request.headers.get("x-forwarded-host") if settings.is_trusted_proxy(_peer(request)) else None
-    host = (forwarded or request.headers.get("host") or "").split(",")[0].strip().lower()
+    return bare_host(forwarded or request.headers.get("host") or "")
+
+
+def bare_host(value: str) -> str:
+    """``Host``-style text without port, in lower case (first entry of a forwarded list)."""
+    host = value.split(",")[0].strip().lower()
     return host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+
 
 def client_address(request: Request, settings: IdentitySettings) -> str:
     """The address the attempt came from: the nearest X-Forwarded-For hop that is not a trusted proxy."""
@@ -57,86 +81,170 @@ def client_address(request: Request, settings: IdentitySettings) -> str:
                 break
     return address
 
+
 def _peer(request: Request) -> str | None:
     return request.client.host if request.client else None
+
 
 def refusal(refused: Refused) -> Problem:
     extra = dict(refused.extra)
     headers = {"Retry-After": str(max(1, refused.retry_after))} if refused.retry_after is not None else None
     return Problem(refused.code, title=extra.pop("title", None), headers=headers, **extra)  # type: ignore[arg-type]
 
-def organization_resolver(runtime: Runtime, settings: IdentitySettings) -> Callable[[Request], Awaitable[Org]]:
-    async def resolve(request: Request) -> Org:
-        host = request_host(request, settings)
-        async with transaction(runtime.engine) as conn:
+
+@dataclass(frozen=True)
+class Portal:
+    """What both entrypoints, the JSON API and the pages, do the same way: find the request's
+    organization, run a use case in one transaction, read and set the session cookie."""
+
+    runtime: Runtime
+    settings: IdentitySettings
+    deps: Deps
+
+    async def organization(self, request: Request) -> Org:
+        host = request_host(request, self.settings)
+        async with transaction(self.runtime.engine) as conn:
             row = await IdentityRepository(conn).tenant_for_host(host)
         if row is None:
-            raise Problem("organization_not_found", host=host)
+            raise Refused("organization_not_found", host=host)
         return Org(slug=row.slug, name=row.name, settings=TenantSettings.model_validate(row.settings), host=host)
-    return resolve
 
-def routes(runtime: Runtime, settings: IdentitySettings, deps: Deps) -> APIRouter:
-    router = APIRouter(prefix="/auth")
-    Organization = Annotated[Org, Depends(organization_resolver(runtime, settings))]
-
-    async def run(use_case: Callable[..., Awaitable[Any]], org: Org, **kwargs: Any) -> Any:
-        try:
-            async with transaction(runtime.engine) as conn:
-                outcome = await use_case(conn, deps, org, **kwargs)
-        except Refused as refused:
-            raise refusal(refused) from None
-        runtime.relay.wake()
+    async def run(self, use_case: Callable[..., Awaitable[Any]], org: Org, **kwargs: Any) -> Any:
+        """The use case's outcome; a refusal is raised, also one the use case returned so that
+        its events were committed first."""
+        async with transaction(self.runtime.engine) as conn:
+            outcome = await use_case(conn, self.deps, org, **kwargs)
+        self.runtime.relay.wake()
         if isinstance(outcome, Refused):
-            raise refusal(outcome)
+            raise outcome
         return outcome
+
+    def source(self, request: Request) -> str:
+        return client_address(request, self.settings)
+
+    def session_cookie(self, request: Request) -> str | None:
+        return request.cookies.get(self.settings.cookie_name)
+
+    def sign_in(self, response: Response, signed_in: SignedIn) -> None:
+        set_session_cookie(response, self.settings, signed_in.cookie_value, max_age=signed_in.max_age)
+
+    def sign_out(self, response: Response) -> None:
+        clear_session_cookie(response, self.settings)
+
+
+class JsonRoute(APIRoute):
+    """A JSON endpoint: a refusal becomes problem+json, and a request body that is not declared
+    JSON is refused with 415. That is the API's CSRF defence: a cross-site form can only send
+    form or text bodies, and a cross-site script cannot send application/json without a CORS
+    preflight, which identity never grants."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handle = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            if request.method not in ("GET", "HEAD") and not _declares_json(request):
+                return unsupported_media_type()
+            try:
+                return await handle(request)
+            except Refused as refused:
+                return problem_response(refusal(refused))
+
+        return route
+
+
+def _declares_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+
+
+def unsupported_media_type() -> JSONResponse:
+    body = {"type": "about:blank", "status": 415, "title": "Content-Type must be application/json",
+            "code": "unsupported_media_type"}
+    return JSONResponse(body, status_code=415, media_type=PROBLEM_JSON, headers={"Accept": "application/json"})
+
+
+def routes(portal: Portal) -> APIRouter:
+    router = APIRouter(prefix="/auth", route_class=JsonRoute)
+    Organization = Annotated[Org, Depends(portal.organization)]
 
     @router.post("/register", status_code=202)
     async def register(body: Registration, org: Organization) -> dict[str, str]:
-        await run(handlers.register, org, email=body.email, password=body.password, display_name=body.display_name)
+        await portal.run(handlers.register, org, email=body.email, password=body.password, display_name=body.display_name)
         return {"status": "confirmation_sent"}
 
     @router.post("/confirmation/resend", status_code=202)
     async def resend(body: EmailOnly, org: Organization) -> dict[str, str]:
-        await run(handlers.resend_confirmation, org, email=body.email)
+        await portal.run(handlers.resend_confirmation, org, email=body.email)
         return {"status": "confirmation_sent"}
 
     @router.post("/confirm")
     async def confirm(body: TokenOnly, org: Organization) -> dict[str, str]:
-        await run(handlers.confirm, org, token=body.token)
+        await portal.run(handlers.confirm, org, token=body.token)
         return {"status": "confirmed"}
 
     @router.post("/login")
     async def login(body: Login, org: Organization, request: Request, response: Response) -> dict[str, Any]:
-        signed_in = await run(handlers.login, org, email=body.email, password=body.password,
-                              remember=body.remember_me, source=client_address(request, settings))
-        set_session_cookie(response, settings, signed_in.cookie_value, max_age=signed_in.max_age)
+        signed_in = await portal.run(handlers.login, org, email=body.email, password=body.password,
+                                     remember=body.remember_me, source=portal.source(request))
+        portal.sign_in(response, signed_in)
         return {"user": signed_in.user, "organization": signed_in.organization}
 
     @router.get("/session")
     async def session(org: Organization, request: Request) -> dict[str, Any]:
-        return await run(handlers.current_session, org, cookie_value=request.cookies.get(settings.cookie_name))
+        return await portal.run(handlers.current_session, org, cookie_value=portal.session_cookie(request))
 
     @router.post("/logout", status_code=204)
     async def logout(org: Organization, request: Request, response: Response) -> None:
-        await run(handlers.logout, org, cookie_value=request.cookies.get(settings.cookie_name))
-        clear_session_cookie(response, settings)
+        await portal.run(handlers.logout, org, cookie_value=portal.session_cookie(request))
+        portal.sign_out(response)
 
     @router.post("/password/forgot", status_code=202)
     async def forgot(body: EmailOnly, org: Organization) -> dict[str, str]:
-        await run(handlers.forgot_password, org, email=body.email)
+        await portal.run(handlers.forgot_password, org, email=body.email)
         return {"status": "reset_sent"}
 
     @router.post("/password/reset")
     async def reset(body: NewPassword, org: Organization) -> dict[str, str]:
-        await run(handlers.reset_password, org, token=body.token, password=body.password)
+        await portal.run(handlers.reset_password, org, token=body.token, password=body.password)
         return {"status": "password_changed"}
 
     return router
+
+
+def metrics_router(deps: Deps) -> APIRouter:
+    """Prometheus text format, for operators and for tests that must see work done or not done."""
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        counters = {
+            "identity_password_verifications_total": ("Password checks run with bcrypt (logins, also against the dummy hash)",
+                                                      deps.hasher.verifications),
+            "identity_password_hashes_total": ("Passwords hashed with bcrypt (registrations, resets, upgrades)",
+                                               deps.hasher.hashes),
+        }
+        lines = [line for name, (help_text, value) in counters.items()
+                 for line in (f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}")]
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    return router
+
+
+def install_security_headers(app: FastAPI) -> None:
+    """On every response; no-store unless a route chose otherwise (the stylesheet), since every
+    other answer is about a person's account or carries a form token."""
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
 
 def set_session_cookie(response: Response, settings: IdentitySettings, value: str, *, max_age: int | None) -> None:
     """Host-only (no Domain), Path=/, HttpOnly, SameSite=Lax, Secure unless COOKIE_SECURE=false."""
     response.set_cookie(settings.cookie_name, value, max_age=max_age, path="/", httponly=True,
                         samesite="lax", secure=settings.cookie_secure)
+
 
 def clear_session_cookie(response: Response, settings: IdentitySettings) -> None:
     response.delete_cookie(settings.cookie_name, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure)

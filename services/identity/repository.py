@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.identity.tables import domains, locks, sessions, tenants, tokens, users
+from services.identity.domain import RecentFailures
+from services.identity.tables import domains, failures, locks, sessions, tenants, tokens, users
 
 ALL_SOURCES = ""
 
@@ -61,6 +62,25 @@ class IdentityRepository:
         """Try the per-account transaction lock that keeps parallel logins from outrunning lockout."""
         key = sa.func.hashtextextended(f"login:{tenant}:{email}", 0)
         return bool(await self.conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))))
+
+    # --- failed logins seen here, until lockout's verdict arrives -------------------------------
+
+    async def record_failure(self, *, tenant: str, email: str, source: str, now: datetime, window: timedelta) -> None:
+        """Adds a failure and forgets this account's failures older than the window."""
+        await self.conn.execute(failures.delete().where(failures.c.tenant == tenant, failures.c.email == email,
+                                                        failures.c.failed_at <= now - window))
+        await self.conn.execute(failures.insert().values(tenant=tenant, email=email, source=source, failed_at=now))
+
+    async def recent_failures(self, *, tenant: str, email: str, source: str, since: datetime) -> RecentFailures:
+        counts = (sa.func.count().filter(failures.c.source == source), sa.func.count(), sa.func.max(failures.c.failed_at))
+        query = sa.select(*counts).where(failures.c.tenant == tenant, failures.c.email == email, failures.c.failed_at > since)
+        from_source, from_all, latest = (await self.conn.execute(query)).one()
+        return RecentFailures(from_source=from_source, from_all=from_all, latest=latest)
+
+    async def clear_failures(self, *, tenant: str, email: str, source: str | None = None) -> None:
+        """Forget the failures from ``source``, or from every source when it is None."""
+        query = failures.delete().where(failures.c.tenant == tenant, failures.c.email == email)
+        await self.conn.execute(query if source is None else query.where(failures.c.source == source))
 
     # --- users --------------------------------------------------------------------------------
 

@@ -8,6 +8,9 @@ from shared.settings import ServiceSettings
 
 
 class IdentitySettings(ServiceSettings):
+    # Below the contract's 2 seconds: a database that does not answer costs one connect attempt,
+    # then the person sees 503 service_unavailable.
+    db_timeout_seconds: float = 1.5
     bcrypt_rounds: int = 12
     cookie_secure: bool = True
     trusted_proxies: str = ""  # comma-separated addresses or networks whose X-Forwarded-* are believed
@@ -25,7 +28,16 @@ class IdentitySettings(ServiceSettings):
 
     @property
     def cookie_name(self) -> str:
-        return "__Host-portal_session" if self.cookie_secure else "portal_session"
+        return self._host_only("portal_session")
+
+    @property
+    def csrf_cookie_name(self) -> str:
+        return self._host_only("portal_csrf")
+
+    def _host_only(self, name: str) -> str:
+        """The __Host- prefix makes browsers refuse the cookie unless it is Secure, Path=/ and
+        has no Domain, so no other host (a sibling subdomain) can set or overwrite it."""
+        return f"__Host-{name}" if self.cookie_secure else name
 
     def is_trusted_proxy(self, address: str | None) -> bool:
         if not address or not self.trusted_proxies.strip():

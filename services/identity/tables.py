@@ -24,6 +24,17 @@ locks = sa.Table(
     sa.Column("source", sa.Text, primary_key=True),  # "" means every source address
     sa.Column("locked_until", sa.DateTime(timezone=True), nullable=False),
 )
+# Failed logins identity has seen, kept for one lockout window: they let identity hold back a
+# burst until lockout's verdict arrives (domain.awaiting_lockout). Lockout keeps the real count.
+failures = sa.Table(
+    "failures", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("failures_account", "tenant", "email", "failed_at"),
+)
 
 users = sa.Table(
     "users", metadata,

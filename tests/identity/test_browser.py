@@ -1,0 +1,59 @@
+"""The pages in a real browser (Debian's Chromium, headless): a person signs in, is told what went
+wrong in the contract's words, and the session cookie holds across pages (article cause 6)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from portal_auth.system import System
+from tests.conftest import Org
+from tests.identity.conftest import confirmed_account
+
+pytest.importorskip("playwright.async_api")
+from playwright.async_api import Page, async_playwright, expect  # noqa: E402  (only once it is known to be there)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")]
+
+
+@pytest.fixture
+async def page(system: System, org: Org) -> AsyncIterator[Page]:
+    """A browser tab on the organization's portal; *.localhost resolves to this machine in Chromium."""
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
+        try:
+            context = await browser.new_context(base_url=f"http://{org.host}:{system.processes['identity'].port}")
+            yield await context.new_page()
+        finally:
+            await browser.close()
+
+
+async def test_a_person_signs_in_sees_the_account_and_signs_out(system: System, client: httpx.AsyncClient, page: Page) -> None:
+    account = await confirmed_account(system, client)
+    await page.goto("/")
+    await page.get_by_label("Email address").fill(account.email)
+    await page.get_by_label("Password", exact=True).fill(account.password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_text(account.email)).to_be_visible()
+    await page.reload()
+    await expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_text("You are signed out.")).to_be_visible()
+
+
+async def test_a_wrong_password_is_told_in_the_contracts_words_with_forgot_password(
+        system: System, client: httpx.AsyncClient, page: Page) -> None:
+    account = await confirmed_account(system, client)
+    await page.goto("/login")
+    await page.get_by_label("Email address").fill(account.email)
+    await page.get_by_label("Password", exact=True).fill("not the password at all")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text("Incorrect email or password")
+    await page.get_by_role("link", name="Forgot Password").click()
+    await expect(page.get_by_role("heading", name="Forgot Password")).to_be_visible()
