@@ -34,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from portal_auth.system import System, start_infrastructure  # noqa: E402
+from portal_auth.system import System, local_system  # noqa: E402
 from services.lockout.rebuild import LogReader  # noqa: E402
 from shared.events import IDENTITY_TOPIC, LOCKOUT_TOPIC  # noqa: E402
 from shared.secrets import MailTokenCipher, new_mail_token_key  # noqa: E402
@@ -148,20 +148,12 @@ def main() -> None:
     parser.add_argument("--bcrypt-rounds", type=int, default=4, help="identity's BCRYPT_ROUNDS; the lag does not depend on it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lockout-lag-") as tmp:
-        workdir = Path(tmp)
-        infra = start_infrastructure(workdir, env={}, say=lambda line: print(line, file=sys.stderr))
         key = new_mail_token_key()
-        system = System(infra=infra, workdir=workdir, env={
-            "ADMIN_TOKEN": ADMIN, "MAIL_TOKEN_KEY": key, "BCRYPT_ROUNDS": str(args.bcrypt_rounds),
-            "COOKIE_SECURE": "false", "TRUSTED_PROXIES": "127.0.0.1", "LOG_LEVEL": "WARNING"})
-        try:
-            for service in ("tenant", "identity", "lockout"):
-                system.start(service)
+        env = {"ADMIN_TOKEN": ADMIN, "MAIL_TOKEN_KEY": key, "BCRYPT_ROUNDS": str(args.bcrypt_rounds),
+               "TRUSTED_PROXIES": "127.0.0.1"}
+        with local_system(Path(tmp), env=env, services=("tenant", "identity", "lockout")) as system:
             print(f"tenant, identity, lockout as processes; BCRYPT_ROUNDS={args.bcrypt_rounds}; HTTP on 127.0.0.1")
             asyncio.run(measure(system, key, accounts=args.accounts, bursts=args.bursts, concurrency=args.concurrency))
-        finally:
-            system.stop_all()
-            infra.stop()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from portal_auth.system import System, start_infrastructure
+from portal_auth.system import System, local_system
 from services.identity.domain import hash_password, verify_password
 from shared.events import IDENTITY_TOPIC
 from shared.secrets import MailTokenCipher, new_mail_token_key
@@ -137,22 +137,14 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=40)
     parser.add_argument("--parallel", type=int, default=4)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="login-latency-"))
-    infra = start_infrastructure(workdir, say=lambda line: None)
     key = new_mail_token_key()
-    system = System(infra=infra, workdir=workdir, env={
-        "ADMIN_TOKEN": ADMIN, "MAIL_TOKEN_KEY": key, "BCRYPT_ROUNDS": str(ROUNDS), "COOKIE_SECURE": "false",
-        "LOG_LEVEL": "WARNING"})
-    try:
-        system.start("tenant")
-        system.start("identity")
+    env = {"ADMIN_TOKEN": ADMIN, "MAIL_TOKEN_KEY": key, "BCRYPT_ROUNDS": str(ROUNDS)}
+    with tempfile.TemporaryDirectory(prefix="login-latency-") as tmp, \
+            local_system(Path(tmp), env=env, services=("tenant", "identity")) as system:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"identity with BCRYPT_ROUNDS={ROUNDS}, over HTTP on 127.0.0.1, {os.cpu_count()} cores, load average {load}:")
         bcrypt_alone()
         asyncio.run(measure(system, key, logins=args.logins, parallel=args.parallel))
-    finally:
-        system.stop_all()
-        infra.stop()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -29,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from portal_auth.devstack._mailfiles import message_paths, read_message
-from portal_auth.system import SERVICES, System, start_infrastructure
+from portal_auth.system import System, local_system
 from shared.secrets import new_mail_token_key
 
 ADMIN_TOKEN = "benchmark-admin-token"
@@ -110,20 +109,11 @@ def main() -> None:
     parser.add_argument("--bcrypt-rounds", type=int, default=12, help="identity's BCRYPT_ROUNDS (12 is the default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mail-latency-") as tmp:
-        workdir = Path(tmp)
-        infra = start_infrastructure(workdir, env={}, say=lambda line: print(line, file=sys.stderr))
         env = {"ADMIN_TOKEN": ADMIN_TOKEN, "MAIL_TOKEN_KEY": new_mail_token_key(), "BCRYPT_ROUNDS": str(args.bcrypt_rounds),
-               "COOKIE_SECURE": "false", "MAIL_FROM": "portal@example.test", "MAILER_RETRY_BASE_SECONDS": "0.5",
-               "LOG_LEVEL": "WARNING"}
-        system = System(infra=infra, workdir=workdir, env=env)
-        try:
-            for service in SERVICES:
-                system.start(service)
-            assert infra.mail is not None
-            samples = asyncio.run(measure(system, infra.mail.mail_dir, count=args.count, concurrency=args.concurrency))
-        finally:
-            system.stop_all()
-            infra.stop()
+               "MAIL_FROM": "portal@example.test", "MAILER_RETRY_BASE_SECONDS": "0.5"}
+        with local_system(Path(tmp), env=env) as system:
+            assert system.infra.mail is not None
+            samples = asyncio.run(measure(system, system.infra.mail.mail_dir, count=args.count, concurrency=args.concurrency))
     report(samples, concurrency=args.concurrency, rounds=args.bcrypt_rounds)
 
 

@@ -4,10 +4,11 @@ services as separate processes. Used by `portal-auth up` and by the end-to-end t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,3 +140,18 @@ def _wait_healthy(service: ServiceProcess, timeout: float, probe: str = "/readyz
             pass
         time.sleep(0.1)
     raise DevstackError(service.process.describe_failure(f"{service.name} not ready after {timeout:.0f} s"))
+
+
+@contextlib.contextmanager
+def local_system(workdir: Path, *, env: Mapping[str, str], services: tuple[str, ...] = SERVICES) -> Iterator[System]:
+    """Fresh local infrastructure and ``services`` over it, all stopped on leaving; for benchmarks.
+    Local means local: DATABASE_URL and friends in this process's environment are not used."""
+    infra = start_infrastructure(workdir, env={}, say=lambda line: print(line, file=sys.stderr))
+    system = System(infra=infra, workdir=workdir, env={"COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING", **env})
+    try:
+        for service in services:
+            system.start(service)
+        yield system
+    finally:
+        system.stop_all()
+        infra.stop()
