@@ -35,7 +35,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from portal_auth.system import System, local_system  # noqa: E402
-from services.lockout.rebuild import LogReader  # noqa: E402
+from shared.eventlog import LogReader  # noqa: E402
 from shared.events import IDENTITY_TOPIC, LOCKOUT_TOPIC  # noqa: E402
 from shared.secrets import MailTokenCipher, new_mail_token_key  # noqa: E402
 

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 
 from portal_auth.operator import account_path, admin_client, service_url
-from portal_auth.replay import Filter, read_log
+from portal_auth.replay import Filter
+from portal_auth.replay import history as read_history
 from services.identity.domain import InvalidEmail, normalize_email
 from shared.events import Envelope
 
@@ -32,7 +33,7 @@ def diagnose(org: str, email: str, *, bootstrap: str) -> list[str]:
     tenant = _tenant(org)
     if tenant is None:
         return [*lines, _line(3, f"no organization {org!r}: its portal answers \"Organization not found\"")]
-    history = asyncio.run(_history(bootstrap, org, address))
+    history = asyncio.run(read_history(bootstrap, only=Filter(tenant=org, email=address)))
     for check in CHECKS:
         lines.extend(check(history, tenant, org, address))
     if all(line.startswith("[8]") for line in lines):  # the domain line is context, not a cause
@@ -60,12 +61,6 @@ def _tenant(org: str) -> dict[str, Any] | None:
     with admin_client("tenant") as client:
         answer = client.get(f"/admin/tenants/{org}")
     return answer.json() if answer.status_code == 200 else None
-
-
-async def _history(bootstrap: str, org: str, address: str) -> list[Envelope]:
-    only = Filter(tenant=org, email=address)
-    found = [e async for _, e, _ in read_log(bootstrap, progress=False) if e is not None and only.keeps(e)]
-    return sorted(found, key=lambda e: e.occurred_at)
 
 
 def _last(history: list[Envelope], *types: str) -> Envelope | None:

@@ -14,22 +14,20 @@ so the live consumer does not count them twice).
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.lockout.consumers import REPLAY_TOPICS, replay_subscribers, subscribers
 from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared.db import make_engine, transaction
+from shared.eventlog import LogReader
 from shared.events import EVENT_TYPES, Envelope
 from shared.messaging import AppliedEvents
 
@@ -65,7 +63,7 @@ async def rebuild(database_url: str, bootstrap_servers: str, *, replace: bool = 
         async with transaction(engine) as conn:
             await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
             await conn.run_sync(metadata.create_all)
-        async with LogReader(bootstrap_servers, REPLAY_TOPICS) as log:
+        async with LogReader(bootstrap_servers, REPLAY_TOPICS, client_id="lockout-rebuild") as log:
             replayer = Replayer(engine, scratch)
             await replayer.apply(await log.read_to_end())
             return await _settle(engine, log, replayer, replace=replace, deadline=time.monotonic() + settle_seconds)
@@ -138,62 +136,3 @@ class Replayer:
         if await self.applied.first_time(conn, envelope):
             await handler(conn, envelope, event)
             self.applied_count += 1
-
-
-class LogReader:
-    """Reads whole topics from the beginning, outside any consumer group. Each ``read_to_end``
-    returns what arrived since the last call, merged across partitions by event time (each
-    partition keeps its own order, so one account's events stay in the order they happened)."""
-
-    def __init__(self, bootstrap_servers: str, topics: Sequence[str]) -> None:
-        self.bootstrap_servers, self.topics = bootstrap_servers, tuple(topics)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-                                          client_id="lockout-rebuild", request_timeout_ms=10_000)
-        self._partitions: list[TopicPartition] = []
-
-    async def __aenter__(self) -> LogReader:
-        self._partitions = await _partitions(self.bootstrap_servers, self.topics)
-        await self._consumer.start()
-        self._consumer.assign(self._partitions)
-        if self._partitions:
-            await self._consumer.seek_to_beginning(*self._partitions)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
-
-    async def read_to_end(self, *, timeout: float = 120.0) -> list[Envelope]:
-        ends = await self._consumer.end_offsets(self._partitions) if self._partitions else {}
-        streams: dict[TopicPartition, list[Envelope]] = {tp: [] for tp in self._partitions}
-        waiting = await self._behind(ends, self._partitions)
-        deadline = time.monotonic() + timeout
-        while waiting:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {sorted(map(str, waiting))} to their end within {timeout} s")
-            for tp, records in (await self._consumer.getmany(*waiting, timeout_ms=500)).items():
-                streams[tp].extend(_envelopes(r.value for r in records))
-            waiting = await self._behind(ends, waiting)
-        return list(heapq.merge(*streams.values(), key=lambda envelope: envelope.occurred_at))
-
-    async def _behind(self, ends: dict[TopicPartition, int], partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
-        return {tp for tp in partitions if await self._consumer.position(tp) < ends[tp]}
-
-
-async def _partitions(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:
-    """Every partition of the topics that exist (a consumer outside a group learns none by itself)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    found = (TopicPartition(t["topic"], p["partition"]) for t in described if t["error_code"] == 0 for p in t["partitions"])
-    return sorted(found, key=lambda tp: (tp.topic, tp.partition))
-
-
-def _envelopes(values: Iterator[bytes | None]) -> Iterator[Envelope]:
-    for value in values:
-        try:
-            yield Envelope.from_bytes(value or b"")
-        except (ValueError, ValidationError):
-            continue  # unreadable: the live consumer dead-lettered it

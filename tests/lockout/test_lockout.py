@@ -18,7 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from portal_auth.system import System
-from services.lockout.rebuild import LogReader, rebuild
+from services.lockout.rebuild import rebuild
+from shared.eventlog import LogReader
 from shared.events import LOCKOUT_TOPIC, Envelope
 from tests.conftest import ADMIN_TOKEN, Org, create_org, mail_to, portal, token_in
 
