@@ -20,7 +20,7 @@ class LockoutSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_failures: StrictInt = Field(5, ge=1, le=100)
-    max_failures_account: StrictInt = Field(20, ge=1, le=1000, validate_default=True)
+    max_failures_account: StrictInt = Field(20, ge=1, le=100, validate_default=True)  # issue 4: at most 100
     window_seconds: StrictInt = Field(900, ge=1, le=DAY)
     lock_seconds: StrictInt = Field(900, ge=1, le=DAY)
 

@@ -124,6 +124,7 @@ async def test_bad_domain_added_is_422_naming_host(admin: httpx.AsyncClient) -> 
     ({"lockout": {"max_failures": 101}}, "settings.lockout.max_failures"),
     ({"lockout": {"max_failures": "5"}}, "settings.lockout.max_failures"),
     ({"lockout": {"max_failures": 10, "max_failures_account": 9}}, "settings.lockout.max_failures_account"),
+    ({"lockout": {"max_failures_account": 101}}, "settings.lockout.max_failures_account"),
     ({"lockout": {"window_seconds": -1}}, "settings.lockout.window_seconds"),
     ({"lockout": {"lock_seconds": 0}}, "settings.lockout.lock_seconds"),
     ({"lockout": {"lock_seconds": 86401}}, "settings.lockout.lock_seconds"),
