@@ -7,5 +7,5 @@ COPY services ./services
 COPY portal_auth ./portal_auth
 RUN pip install --no-cache-dir . && useradd --system portal
 USER portal
-ENV ENVIRONMENT=production
+
 ENTRYPOINT ["portal-auth"]

@@ -1,5 +1,6 @@
 """The `portal-auth` command and the local infrastructure it runs the system on."""
 
+import json
 import os
 from pathlib import Path
 
@@ -15,3 +16,19 @@ def home() -> Path:
 
 def admin_token_file() -> Path:
     return home() / "admin-token"
+
+
+def service_urls_file() -> Path:
+    """Where `portal-auth up` says which ports its services took, for the operator commands."""
+    return home() / "services.json"
+
+
+def write_service_urls(urls: dict[str, str]) -> None:
+    service_urls_file().write_text(json.dumps(urls, indent=2))
+
+
+def read_service_urls() -> dict[str, str]:
+    try:
+        return dict(json.loads(service_urls_file().read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}

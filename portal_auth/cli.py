@@ -30,9 +30,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     from shared.migrations import upgrade
-    from shared.settings import ServiceSettings
+    from shared.settings import ConnectionSettings
 
-    url = ServiceSettings().database_url
+    url = ConnectionSettings().database_url
     for service in args.services or list(SERVICES):
         upgrade(service, url)
         print(f"{service}: migrated")
@@ -81,29 +81,45 @@ def replay(args: argparse.Namespace) -> int:
     import asyncio
     from datetime import datetime
 
+    from aiokafka.errors import KafkaError
+
     from portal_auth.replay import Filter, replay as run_replay
 
     if args.rebuild:
         from services.lockout.rebuild import rebuild
-        from shared.settings import ServiceSettings
+        from shared.settings import ConnectionSettings
 
         print("replay: rebuilding lockout's state from the event log ...", file=sys.stderr, flush=True)
-        summary = asyncio.run(rebuild(ServiceSettings().database_url, _bootstrap(), replace=args.replace))
+        summary = asyncio.run(rebuild(ConnectionSettings().database_url, _bootstrap(), replace=args.replace))
         print(json.dumps(summary.as_dict(), indent=2))
         return 0 if summary.equal or summary.replaced else 1
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         raise SystemExit("error: --since needs a time zone, e.g. 2026-11-27T09:00:00+00:00")
-    only = Filter(tenant=args.tenant, email=args.email, types=frozenset(args.type or ()))
-    count = asyncio.run(run_replay(_bootstrap(), since=since, only=only))
+    email = _normalized(args.email) if args.email else None
+    only = Filter(tenant=args.tenant, email=email, types=frozenset(args.type or ()))
+    try:
+        count = asyncio.run(run_replay(_bootstrap(), since=since, only=only))
+    except (KafkaError, OSError) as exc:
+        raise SystemExit(f"error: Kafka at {_bootstrap()} does not answer ({type(exc).__name__})") from None
     print(f"replay: {count} events", file=sys.stderr)
     return 0
 
 
-def _bootstrap() -> str:
-    from shared.settings import ServiceSettings
+def _normalized(email: str) -> str:
+    """Events carry the normalized address, as accounts are keyed: match what a person types."""
+    from services.identity.domain import InvalidEmail, normalize_email
 
-    return ServiceSettings().kafka_bootstrap_servers
+    try:
+        return normalize_email(email)
+    except InvalidEmail:
+        raise SystemExit(f"error: {email!r} is not a valid email address") from None
+
+
+def _bootstrap() -> str:
+    from shared.settings import ConnectionSettings
+
+    return ConnectionSettings().kafka_bootstrap_servers
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,11 +4,13 @@ support article's eight causes that applies, from the services' own state and ev
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from aiokafka.errors import KafkaError
 
 from portal_auth.operator import account_path, admin_client, service_url
 from portal_auth.replay import Filter
@@ -30,12 +32,15 @@ def diagnose(org: str, email: str, *, bootstrap: str) -> list[str]:
     except InvalidEmail:
         return [_line(2, f"{email!r} is not a valid email address")]
     lines = _services_down()
-    tenant = _tenant(org)
-    if tenant is None:
-        return [*lines, _line(3, f"no organization {org!r}: its portal answers \"Organization not found\"")]
-    history = asyncio.run(read_history(bootstrap, only=Filter(tenant=org, email=address)))
-    for check in CHECKS:
-        lines.extend(check(history, tenant, org, address))
+    try:
+        tenant = _tenant(org)
+        if tenant is None:
+            return [*lines, _line(3, f"no organization {org!r}: its portal answers \"Organization not found\"")]
+        history = _history(bootstrap, org, address)
+        for check in CHECKS:
+            lines.extend(check(history, tenant, org, address))
+    except Unreachable as exc:
+        return [*lines, _line(7, str(exc))]
     if all(line.startswith("[8]") for line in lines):  # the domain line is context, not a cause
         lines.insert(0, f"no known cause applies to {address} in {org}: it should be able to log in")
     return lines
@@ -57,9 +62,32 @@ def _services_down() -> list[str]:
     return down
 
 
+class Unreachable(Exception):
+    """A part of the system needed for the diagnosis did not answer: that is the diagnosis."""
+
+
+def _admin_get(service: str, path: str) -> httpx.Response:
+    try:
+        with admin_client(service) as client:
+            answer = client.get(path)
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"{service} does not answer ({type(exc).__name__}); nothing more can be checked") from exc
+    if answer.status_code == 401:
+        raise SystemExit(f"error: {service} refused the admin token (401)")
+    if answer.status_code >= 500:
+        raise Unreachable(f"{service} answers {answer.status_code}; nothing more can be checked")
+    return answer
+
+
+def _history(bootstrap: str, org: str, address: str) -> list[Envelope]:
+    try:
+        return asyncio.run(asyncio.wait_for(read_history(bootstrap, only=Filter(tenant=org, email=address)), 60))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise Unreachable(f"Kafka at {bootstrap} does not answer ({type(exc).__name__}): the event log cannot be read") from exc
+
+
 def _tenant(org: str) -> dict[str, Any] | None:
-    with admin_client("tenant") as client:
-        answer = client.get(f"/admin/tenants/{org}")
+    answer = _admin_get("tenant", f"/admin/tenants/{quote(org, safe='')}")
     return answer.json() if answer.status_code == 200 else None
 
 
@@ -99,8 +127,7 @@ def _reset(history: list[Envelope], tenant: dict[str, Any], org: str, address: s
 
 
 def _locked(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
-    with admin_client("lockout") as client:
-        answer = client.get(account_path(org, address))
+    answer = _admin_get("lockout", account_path(org, address))
     if answer.status_code != 200 or not answer.json().get("locked"):
         return []
     state = answer.json()

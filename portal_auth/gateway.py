@@ -19,7 +19,9 @@ pid {workdir}/nginx.pid;
 error_log {workdir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {workdir}/access.log;
+    # The path only: confirmation and reset links carry their token in the query string.
+    log_format portal '$remote_addr [$time_local] "$request_method $uri" $status $request_time';
+    access_log {workdir}/access.log portal;
     client_body_temp_path {workdir}/tmp/body;
     proxy_temp_path {workdir}/tmp/proxy;
     fastcgi_temp_path {workdir}/tmp/fastcgi;

@@ -7,11 +7,13 @@ from urllib.parse import quote
 
 import httpx
 
-from portal_auth import DEFAULT_PORTS, admin_token_file
+from portal_auth import DEFAULT_PORTS, admin_token_file, read_service_urls
 
 
 def service_url(service: str) -> str:
-    return os.environ.get(f"{service.upper()}_URL", f"http://127.0.0.1:{DEFAULT_PORTS[service]}")
+    """``<SERVICE>_URL``, else where `portal-auth up` started it, else the contract's local port."""
+    return (os.environ.get(f"{service.upper()}_URL") or read_service_urls().get(service)
+            or f"http://127.0.0.1:{DEFAULT_PORTS[service]}")
 
 
 def admin_token() -> str:

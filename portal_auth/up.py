@@ -9,10 +9,10 @@ import threading
 
 import httpx
 
-from portal_auth import admin_token_file, home
+from portal_auth import admin_token_file, home, service_urls_file, write_service_urls
 from portal_auth.devstack import free_port
 from portal_auth.devstack._net import port_accepts
-from portal_auth.gateway import start_gateway
+from portal_auth.gateway import nginx_binary, start_gateway
 from portal_auth.system import DEFAULT_PORTS, SERVICES, System, start_infrastructure
 from shared.secrets import new_mail_token_key
 
@@ -45,16 +45,22 @@ def up() -> int:
         "COOKIE_SECURE": os.environ.get("COOKIE_SECURE", "false"),  # plain HTTP on this machine
         "TRUSTED_PROXIES": os.environ.get("TRUSTED_PROXIES", "127.0.0.1"),
     }
+    ports = {service: _port(DEFAULT_PORTS[service]) for service in SERVICES}
+    gateway_port = _port(GATEWAY_PORT) if nginx_binary() else None
+    # Links in emails must reach this machine's portal, wherever it ended up listening.
+    env.setdefault("PORTAL_URL_TEMPLATE", os.environ.get("PORTAL_URL_TEMPLATE")
+                   or f"http://{{host}}:{gateway_port or ports['identity']}")
     system = System(infra=infra, workdir=workdir, env=env)
     gateway = None
     try:
         for service in SERVICES:
             say(f"starting {service} ...")
-            system.start(service, port=_port(DEFAULT_PORTS[service]))
+            system.start(service, port=ports[service])
         _create_demo(system, env["ADMIN_TOKEN"])
-        gateway_port = _port(GATEWAY_PORT)
-        gateway = start_gateway(workdir / "gateway", port=gateway_port, identity_port=system.processes["identity"].port)
-        _print_where(system, env, gateway_port if gateway else None)
+        if gateway_port is not None:
+            gateway = start_gateway(workdir / "gateway", port=gateway_port, identity_port=ports["identity"])
+        write_service_urls({name: process.url for name, process in system.processes.items()})
+        _print_where(system, env, gateway_port)
         _wait_for_ctrl_c()
     finally:
         say("stopping ...")
@@ -62,6 +68,7 @@ def up() -> int:
             gateway.stop()
         system.stop_all()
         infra.stop()
+        service_urls_file().unlink(missing_ok=True)
         say("stopped")
     return 0
 

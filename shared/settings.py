@@ -1,4 +1,4 @@
-"""Settings every service shares; each service subclasses this once (twelve-factor)."""
+"""Settings every service shares; each service subclasses ServiceSettings once (twelve-factor)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,31 @@ LOCAL_ADMIN_TOKEN = "local-admin-token"
 LOCAL_MAIL_TOKEN_KEY = "bG9jYWwtb25seS1tYWlsLXRva2VuLWtleS0zMmJ5dGU="
 
 
-class ServiceSettings(BaseSettings):
+class ConnectionSettings(BaseSettings):
+    """Where the database and the brokers are: all an operator command needs."""
+
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
-    environment: str = "local"
     database_url: str = "postgresql+asyncpg://portal:portal@127.0.0.1:5432/portal_auth"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_idempotence: bool = True
-    admin_token: str = LOCAL_ADMIN_TOKEN
-    mail_token_key: str = LOCAL_MAIL_TOKEN_KEY
     db_timeout_seconds: float = 2.0
     log_level: str = "INFO"
+
+
+class ServiceSettings(ConnectionSettings):
+    """A running service's settings. Its secrets have well-known defaults only for
+    ENVIRONMENT=local; anywhere else (the default) they must be given."""
+
+    environment: str = "production"
+    admin_token: str = LOCAL_ADMIN_TOKEN
+    mail_token_key: str = LOCAL_MAIL_TOKEN_KEY
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:
         if self.environment != "local":
             if self.admin_token == LOCAL_ADMIN_TOKEN:
-                raise ValueError("ADMIN_TOKEN must be set outside local use")
+                raise ValueError("ADMIN_TOKEN must be set (or ENVIRONMENT=local on a developer's machine)")
             if self.mail_token_key == LOCAL_MAIL_TOKEN_KEY:
-                raise ValueError("MAIL_TOKEN_KEY must be set outside local use")
+                raise ValueError("MAIL_TOKEN_KEY must be set (or ENVIRONMENT=local on a developer's machine)")
         return self

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from shared.text import PlainText
+
 MINUTE = 60
 DAY = 86400
 MIN_PASSWORD_LENGTH = 12  # the contract's floor: no organization may go below it
@@ -57,5 +59,5 @@ class TenantSettings(BaseModel):
     lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     password: PasswordSettings = Field(default_factory=PasswordSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
-    display_name: str | None = Field(None, min_length=1, max_length=200)
+    display_name: PlainText | None = Field(None, min_length=1, max_length=200)
     support_email: EmailStr | None = None

@@ -194,6 +194,9 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     repo, now = IdentityRepository(conn), deps.clock()
     row = await _redeem(repo, deps, org, token, RESET)
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
+    # A login that checked the old password may still be opening its session: wait for it, so
+    # the revocation below sees that session too.
+    await repo.wait_for_account(tenant=org.slug, email=user.email)
     await repo.set_password_hash(tenant=org.slug, user_id=user.id, password_hash=await deps.hasher.hash(new_password))
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await repo.clear_locks(tenant=org.slug, email=user.email, every=True)

@@ -23,6 +23,7 @@ from shared.db import transaction
 from shared.http import PROBLEM_JSON, Problem, problem_response
 from shared.runtime import Runtime
 from shared.tenancy import TenantSettings
+from shared.text import PlainText
 
 MAX_FIELD = 4096  # requests are bounded; the domain gives the precise errors below this size
 
@@ -40,7 +41,7 @@ class Credentials(BaseModel):
 
 
 class Registration(Credentials):
-    display_name: str | None = Field(None, max_length=200)
+    display_name: PlainText | None = Field(None, max_length=200)
 
 
 class Login(Credentials):
@@ -142,7 +143,7 @@ class JsonRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            if request.method not in ("GET", "HEAD") and not _declares_json(request):
+            if request.method not in ("GET", "HEAD") and _has_body(request) and not _declares_json(request):
                 return unsupported_media_type()
             try:
                 return await handle(request)
@@ -150,6 +151,12 @@ class JsonRoute(APIRoute):
                 return problem_response(refusal(refused))
 
         return route
+
+
+def _has_body(request: Request) -> bool:
+    """An empty POST (logout) carries nothing to forge; the SameSite=Lax cookie is not sent
+    cross-site on a POST anyway."""
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
 
 
 def _declares_json(request: Request) -> bool:

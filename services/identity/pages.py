@@ -34,6 +34,7 @@ from services.identity.settings import IdentitySettings
 from shared.db import DatabaseUnavailable
 from shared.http import PROBLEMS
 from shared.secrets import new_token
+from shared.text import PlainText
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CSRF_FIELD = "csrf_token"
@@ -56,7 +57,7 @@ class LoginForm(BaseModel):
 class RegisterForm(BaseModel):
     email: str = Field("", max_length=MAX_FIELD)
     password: str = Field("", max_length=MAX_FIELD)
-    display_name: str = Field("", max_length=200)
+    display_name: PlainText = Field("", max_length=200)
 
 
 class EmailForm(BaseModel):

@@ -16,6 +16,10 @@ from services.identity.tables import domains, failures, locks, sessions, tenants
 ALL_SOURCES = ""
 
 
+def _account_key(tenant: str, email: str) -> sa.ColumnElement[int]:
+    return sa.func.hashtextextended(f"login:{tenant}:{email}", 0)
+
+
 class IdentityRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -60,8 +64,11 @@ class IdentityRepository:
 
     async def serialize_account(self, *, tenant: str, email: str) -> bool:
         """Try the per-account transaction lock that keeps parallel logins from outrunning lockout."""
-        key = sa.func.hashtextextended(f"login:{tenant}:{email}", 0)
-        return bool(await self.conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))))
+        return bool(await self.conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_account_key(tenant, email)))))
+
+    async def wait_for_account(self, *, tenant: str, email: str) -> None:
+        """Take the same lock, waiting: a password change waits for a login in flight to finish."""
+        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_account_key(tenant, email))))
 
     # --- failed logins seen here, until lockout's verdict arrives -------------------------------
 

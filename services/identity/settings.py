@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from ipaddress import ip_address, ip_network
+from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from pydantic import field_validator
 
@@ -39,11 +40,28 @@ class IdentitySettings(ServiceSettings):
         has no Domain, so no other host (a sibling subdomain) can set or overwrite it."""
         return f"__Host-{name}" if self.cookie_secure else name
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        """A typo here would otherwise surface as a 500 on every request: refuse it at start."""
+        for entry in _entries(value):
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"TRUSTED_PROXIES: {entry!r} is not an address or network") from None
+        return value
+
+    @cached_property
+    def _proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(ip_network(entry, strict=False) for entry in _entries(self.trusted_proxies))
+
     def is_trusted_proxy(self, address: str | None) -> bool:
-        if not address or not self.trusted_proxies.strip():
-            return False
         try:
-            ip = ip_address(address)
+            ip = ip_address(address or "")
         except ValueError:
             return False
-        return any(ip in ip_network(n.strip(), strict=False) for n in self.trusted_proxies.split(",") if n.strip())
+        return any(ip in network for network in self._proxy_networks)
+
+
+def _entries(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]

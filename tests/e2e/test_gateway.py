@@ -36,3 +36,13 @@ async def test_gateway_answers_unknown_host_with_organization_not_found(system: 
         answer = await browser.get("/auth/session")
     assert answer.status_code == 404
     assert answer.json()["code"] == "organization_not_found"
+
+
+async def test_gateway_log_keeps_no_link_token(system: System, gateway: str) -> None:
+    """Links carry tokens in their query: the gateway logs the path only (contract: no secret in logs)."""
+    org = await create_org(system)
+    secret = "gatewaylogsecret" + "x" * 27
+    async with httpx.AsyncClient(base_url=gateway, headers={"Host": org.host}) as browser:
+        assert (await browser.get(f"/reset-password?token={secret}")).status_code == 400
+    logs = "".join(p.read_text() for p in (system.workdir / "gateway").glob("*.log"))
+    assert "/reset-password" in logs and secret not in logs

@@ -162,3 +162,14 @@ async def test_confirmation_link_is_no_link_on_another_organizations_host(
     [token] = await mailed_tokens(system, email, "/confirm")
     async with portal(system, other_org) as elsewhere:
         assert_problem(await elsewhere.post("/auth/confirm", json={"token": token}), "token_invalid")
+
+
+async def test_name_with_a_control_character_is_refused_and_nothing_is_stored(system: System, client: httpx.AsyncClient) -> None:
+    email = new_email()
+    refused = await client.post("/auth/register", json={"email": email, "password": PASSWORD, "display_name": "Ann\x00Smith"})
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["display_name"]
+
+    await register(client, email, display_name="Ann Smith")
+    [first_email] = await mail_to(system, email)
+    assert "/confirm?token=" in text_of(first_email)  # a confirmation, not a notice: no account was made before

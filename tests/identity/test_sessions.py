@@ -68,7 +68,7 @@ async def test_remember_me_keeps_the_cookie_beyond_the_browser_session(system: S
 @pytest.mark.parametrize(("secure", "name"), [(True, "__Host-portal_session"), (False, "portal_session")])
 def test_secure_cookie_is_host_prefixed(secure: bool, name: str) -> None:
     response = Response()
-    set_session_cookie(response, IdentitySettings(cookie_secure=secure), "value", max_age=None)
+    set_session_cookie(response, IdentitySettings(cookie_secure=secure, environment="local"), "value", max_age=None)
     cookie_name, attributes = cookie_attributes(response.headers["set-cookie"])
     assert cookie_name == name
     assert ("secure" in attributes) is secure
