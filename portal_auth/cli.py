@@ -86,11 +86,14 @@ def replay(args: argparse.Namespace) -> int:
     from portal_auth.replay import Filter, replay as run_replay
 
     if args.rebuild:
-        from services.lockout.rebuild import rebuild
+        from services.lockout.rebuild import RebuildNotSettled, rebuild
         from shared.settings import ConnectionSettings
 
         print("replay: rebuilding lockout's state from the event log ...", file=sys.stderr, flush=True)
-        summary = asyncio.run(rebuild(ConnectionSettings().database_url, _bootstrap(), replace=args.replace))
+        try:
+            summary = asyncio.run(rebuild(ConnectionSettings().database_url, _bootstrap(), replace=args.replace))
+        except RebuildNotSettled as exc:
+            raise SystemExit(f"error: {exc}") from None
         print(json.dumps(summary.as_dict(), indent=2))
         return 0 if summary.equal or summary.replaced else 1
     since = datetime.fromisoformat(args.since) if args.since else None

@@ -91,8 +91,13 @@ async def password_changed(repo: LockoutRepository, announce: Announce, *, tenan
 async def unlock(repo: LockoutRepository, announce: Announce, *, tenant: str, email: str) -> None:
     """An operator lifts every lock and clears every count. The unlock is announced even when
     nothing was locked: it is the operator's decision on the record, and a rebuild replays it at
-    the announced event's own time, so both lift exactly the same."""
+    the announced event's own time, so both lift exactly the same.
+
+    The account is held before the unlock is announced, not only while lifting: a lock decided
+    meanwhile would otherwise take a later outbox id than this AccountUnlocked, though this unlock
+    lifts it, and identity (which gets them in id order) would apply Unlocked, then Locked."""
     await _policy(repo, tenant, known=True)
+    await repo.serialize(tenant=tenant, email=email)
     envelope = await announce(events.AccountUnlocked(email=email, source=EVERY_SOURCE, reason="admin"), tenant=tenant)
     await lift(repo, tenant=tenant, email=email, at=envelope.occurred_at if envelope else utcnow(), reason="admin")
 

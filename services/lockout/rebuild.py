@@ -35,6 +35,15 @@ BATCH = 200  # events per transaction while replaying
 LIVE_TYPES = frozenset(cls.TYPE for cls in subscribers(None))  # what the live consumer applies
 
 
+class RebuildNotSettled(Exception):
+    """The live consumer had not applied every event of the log in time: nothing was replaced."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(f"the live lockout consumer has not applied {pending} event(s) of the log yet; nothing was "
+                         "replaced (is lockout running? try again once it has caught up)")
+        self.pending = pending
+
+
 @dataclass
 class RebuildSummary:
     events_read: int = 0
@@ -55,7 +64,8 @@ class RebuildSummary:
 async def rebuild(database_url: str, bootstrap_servers: str, *, replace: bool = False,
                   settle_seconds: float = 15.0) -> RebuildSummary:
     """Rebuild the state from the log and compare it with the live one; with ``replace``, make it
-    the live one. Comparing waits up to ``settle_seconds`` for the live consumer to catch up."""
+    the live one. Both wait up to ``settle_seconds`` for the live consumer to catch up: comparing
+    then reports what it had not applied, replacing raises RebuildNotSettled."""
     engine = make_engine(database_url, timeout=5.0, pool_size=2)
     schema = f"lockout_rebuild_{uuid.uuid4().hex[:12]}"
     metadata, scratch = LIVE.in_schema(schema)
@@ -74,13 +84,24 @@ async def rebuild(database_url: str, bootstrap_servers: str, *, replace: bool = 
 
 
 async def _settle(engine: AsyncEngine, log: LogReader, replayer: Replayer, *, replace: bool, deadline: float) -> RebuildSummary:
+    """Compare or replace once the live consumer has applied every event the log holds.
+
+    A replace must not happen before that: the rebuild applied the pending events silently, and
+    ``replace_with`` records them as applied, so the live consumer would skip them and the locks
+    they decide would never be announced (identity would never refuse). Waiting is the simplest
+    fix: once nothing is pending, the live consumer has applied every replayed event itself and
+    announced what it decided. (Announcing from the rebuild instead would mean telling, event by
+    event while replaying, which ones are pending.) When the consumer has not caught up by
+    ``deadline``, a replace fails and changes nothing; a comparison says how many it had not applied."""
     while True:
         async with transaction(engine) as conn:
             live = LockoutRepository(conn)
             await live.freeze()
             await replayer.apply(await log.read_to_end())
             pending = replayer.consumed - await live.applied_among(replayer.consumed)
-            if replace or not pending or time.monotonic() > deadline:
+            if not pending or time.monotonic() > deadline:
+                if replace and pending:
+                    raise RebuildNotSettled(len(pending))
                 return await _finish(live, replayer, pending=len(pending), replace=replace)
         await asyncio.sleep(0.2)
 

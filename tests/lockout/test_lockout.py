@@ -18,9 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from portal_auth.system import System
-from services.lockout.rebuild import rebuild
+from services.lockout.rebuild import RebuildNotSettled, rebuild
 from shared.eventlog import LogReader
-from shared.events import LOCKOUT_TOPIC, Envelope
+from shared.events import IDENTITY_TOPIC, LOCKOUT_TOPIC, Envelope
 from tests.conftest import ADMIN_TOKEN, Org, create_org, mail_to, portal, token_in
 
 pytestmark = pytest.mark.e2e
@@ -290,6 +290,35 @@ async def test_rebuild_restores_a_lost_lock(system: System) -> None:
     assert summary.replaced and any(org.slug in line for line in summary.differences)
     assert await standing(system, org, email) == before
     assert (await rebuild(system.infra.database_url, system.infra.kafka_bootstrap)).differences == []
+
+
+async def test_rebuild_replaces_only_once_the_live_consumer_has_applied_the_log(system: System) -> None:
+    """Replacing records the replayed events as applied live, so an event the live consumer had not
+    applied yet would be skipped by it, and the lock it decides never announced: identity would
+    never refuse. Here lockout is down while the failures arrive, so they are pending for it."""
+    org = await lockout_org(system)
+    email = await signed_up(system, org)
+    system.stop("lockout")
+    try:
+        await fail(system, org, email, source=SOURCE_A, times=5)
+        await eventually(lambda: _failures_logged(system, org, email, 5), what="the failures in identity.events")
+        with pytest.raises(RebuildNotSettled):
+            await rebuild(system.infra.database_url, system.infra.kafka_bootstrap, replace=True, settle_seconds=1.0)
+        replacing = asyncio.create_task(rebuild(system.infra.database_url, system.infra.kafka_bootstrap, replace=True,
+                                                settle_seconds=60.0))
+    finally:
+        await asyncio.to_thread(system.start, "lockout")
+
+    assert (await replacing).replaced  # once the live consumer caught up
+    assert_locked(await answered(system, org, email, source=SOURCE_A, status=423))
+    [locked] = await eventually(lambda: lockout_events(system, org, "AccountLocked"), what="the lock announced")
+    assert (locked.data["email"], locked.data["source"]) == (email, SOURCE_A)
+
+
+async def _failures_logged(system: System, org: Org, email: str, count: int) -> bool:
+    async with LogReader(system.infra.kafka_bootstrap, [IDENTITY_TOPIC]) as log:
+        return count == sum(1 for e in await log.read_to_end()
+                            if e.tenant == org.slug and e.type == "LoginFailed" and e.data["email"] == email)
 
 
 async def _lose_state_of(system: System, org: Org) -> None:

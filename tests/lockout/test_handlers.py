@@ -1,0 +1,110 @@
+"""Lockout's handlers against real PostgreSQL, in a scratch schema of their own (no services, no
+broker, nothing the live state or the log would see): how two handlers acting on one account at
+once order what they announce."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from portal_auth.system import Infrastructure
+from services.lockout import handlers
+from services.lockout.repository import LIVE, LockoutRepository, Tables
+from shared.db import make_engine
+from shared.messaging import Outbox, outbox_table
+
+TENANT, EMAIL, SOURCE = "org-race", "ann@example.com", "198.51.100.1"
+
+
+@asynccontextmanager
+async def scratch(infra: Infrastructure) -> AsyncIterator[tuple[AsyncEngine, Tables, Outbox]]:
+    """Lockout's tables and outbox in a fresh schema, dropped afterwards."""
+    schema = f"lockout_test_{uuid.uuid4().hex[:12]}"
+    metadata, tables = LIVE.in_schema(schema)
+    outbox = Outbox(outbox_table(metadata), producer="lockout")
+    engine = make_engine(infra.database_url, timeout=10.0)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            await conn.run_sync(metadata.create_all)
+        yield engine, tables, outbox
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()
+
+
+async def failure(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
+    await handlers.record_failure(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT,
+                                  email=EMAIL, source=SOURCE, at=handlers.utcnow(), event_id=uuid.uuid4())
+
+
+async def operator_unlock(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
+    await handlers.unlock(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT, email=EMAIL)
+
+
+async def password_changed(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
+    await handlers.password_changed(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT,
+                                    email=EMAIL, at=handlers.utcnow())
+
+
+Lift = Callable[[AsyncConnection, Tables, Outbox], Awaitable[None]]
+
+
+@pytest.mark.parametrize("lift", [operator_unlock, password_changed], ids=["unlock", "password_changed"])
+async def test_a_lift_waiting_on_a_lock_decision_is_announced_after_it(infra: Infrastructure, lift: Lift) -> None:
+    """The relay sends the outbox by id and identity applies the announcements in that order, so
+    an unlock that lifts a lock decided concurrently must take its outbox id after that lock's
+    AccountLocked: otherwise identity applies Unlocked, then Locked, and refuses an account that
+    lockout has unlocked. The lock decision holds the account while the lift starts; the lift
+    runs until it waits on the account, then the decision completes."""
+    async with scratch(infra) as (engine, tables, outbox):
+        async with engine.begin() as conn:
+            await LockoutRepository(conn, tables).save_settings(slug=TENANT, settings={})
+            for _ in range(4):  # one short of max_failures
+                await failure(conn, tables, outbox)
+
+        async with engine.begin() as deciding:
+            await LockoutRepository(deciding, tables).serialize(tenant=TENANT, email=EMAIL)
+            pid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            lifting = asyncio.create_task(_in_own_transaction(engine, pid, lambda conn: lift(conn, tables, outbox)))
+            await _until_waiting_on_the_account(engine, await pid, lifting)
+            await failure(deciding, tables, outbox)  # the fifth: AccountLocked
+        await lifting
+
+        async with engine.begin() as conn:
+            announced = [row.payload["type"] for row in await conn.execute(
+                sa.select(outbox.table.c.payload).order_by(outbox.table.c.id))]
+            locks = await LockoutRepository(conn, tables).locks(tenant=TENANT, email=EMAIL)
+        assert announced == ["AccountLocked", "AccountUnlocked"]  # identity's copy ends unlocked...
+        assert not locks[SOURCE].active(handlers.utcnow())  # ...as lockout's own state does
+
+
+async def _in_own_transaction(engine: AsyncEngine, pid: asyncio.Future[int],
+                               work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+    """Run ``work`` in a transaction of its own, first telling ``pid`` its backend's, so that the
+    test can watch what it waits for."""
+    async with engine.begin() as conn:
+        pid.set_result(await conn.scalar(sa.select(sa.func.pg_backend_pid())))
+        await work(conn)
+
+
+WAITING = sa.text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = :pid AND locktype = 'advisory' AND NOT granted)")
+
+
+async def _until_waiting_on_the_account(engine: AsyncEngine, pid: int, task: asyncio.Task[None],
+                                        timeout: float = 10.0) -> None:
+    """Until backend ``pid`` waits for an advisory lock: the account's, the only kind lockout takes."""
+    deadline = time.monotonic() + timeout
+    async with engine.connect() as watcher:
+        while not await watcher.scalar(WAITING, {"pid": pid}):
+            assert not task.done(), f"the lift finished without waiting for the account: {task!r}"
+            assert time.monotonic() < deadline, "the lift never waited for the account"
+            await asyncio.sleep(0.02)
