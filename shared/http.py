@@ -1,14 +1,15 @@
-"""HTTP pieces every service shares: RFC 9457 problem details, health and readiness."""
+"""HTTP pieces every service shares: RFC 9457 problem details, health and readiness, metrics."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from shared.db import DatabaseUnavailable
 
@@ -97,6 +98,51 @@ async def _within(check: Check, seconds: float = 2.0) -> bool:
         return await asyncio.wait_for(check(), seconds)
     except (TimeoutError, OSError):
         return False
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric family for GET /metrics: its samples by label set (``{}`` for an unlabelled one)."""
+
+    name: str
+    help: str
+    type: Literal["counter", "gauge"]
+    samples: Sequence[tuple[Mapping[str, str], float]] = field(default_factory=tuple)
+
+    @classmethod
+    def single(cls, name: str, help: str, type: Literal["counter", "gauge"], value: float) -> Metric:
+        return cls(name, help, type, (({}, value),))
+
+    def lines(self) -> list[str]:
+        head = [f"# HELP {self.name} {_escaped(self.help, quote=False)}", f"# TYPE {self.name} {self.type}"]
+        return head + [f"{self.name}{_labels(labels)} {value}" for labels, value in self.samples]
+
+
+def prometheus_text(metrics: Iterable[Metric]) -> str:
+    """The Prometheus text exposition format, version 0.0.4."""
+    return "\n".join(line for metric in metrics for line in metric.lines()) + "\n"
+
+
+def metrics_router(collect: Callable[[], Awaitable[Iterable[Metric]]]) -> APIRouter:
+    """GET /metrics in Prometheus text format, for operators and for tests that must see work
+    done or not done; ``collect`` gathers the service's metrics at each scrape."""
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(prometheus_text(await collect()), media_type="text/plain; version=0.0.4")
+
+    return router
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    inner = ",".join(f'{key}="{_escaped(value, quote=True)}"' for key, value in labels.items())
+    return f"{{{inner}}}" if inner else ""
+
+
+def _escaped(text: str, *, quote: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if quote else text
 
 
 def admin_guard(admin_token: str) -> Callable[[Request], Awaitable[None]]:

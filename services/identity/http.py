@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
@@ -20,7 +20,8 @@ from services.identity.handlers import Deps, Org, SignedIn
 from services.identity.repository import IdentityRepository
 from services.identity.settings import IdentitySettings
 from shared.db import transaction
-from shared.http import PROBLEM_JSON, Problem, problem_response
+from shared.http import PROBLEM_JSON, Metric, Problem, problem_response
+from shared.http import metrics_router as shared_metrics_router
 from shared.runtime import Runtime
 from shared.tenancy import TenantSettings
 from shared.text import PlainText
@@ -218,22 +219,17 @@ def routes(portal: Portal) -> APIRouter:
 
 
 def metrics_router(deps: Deps) -> APIRouter:
-    """Prometheus text format, for operators and for tests that must see work done or not done."""
-    router = APIRouter()
+    """The bcrypt counters, at GET /metrics (Prometheus text, see shared.http.metrics_router)."""
+    async def collect() -> list[Metric]:
+        return [
+            Metric.single("identity_password_verifications_total",
+                          "Password checks run with bcrypt (logins, also against the dummy hash)",
+                          "counter", deps.hasher.verifications),
+            Metric.single("identity_password_hashes_total", "Passwords hashed with bcrypt (registrations, resets, upgrades)",
+                          "counter", deps.hasher.hashes),
+        ]
 
-    @router.get("/metrics", include_in_schema=False)
-    async def metrics() -> PlainTextResponse:
-        counters = {
-            "identity_password_verifications_total": ("Password checks run with bcrypt (logins, also against the dummy hash)",
-                                                      deps.hasher.verifications),
-            "identity_password_hashes_total": ("Passwords hashed with bcrypt (registrations, resets, upgrades)",
-                                               deps.hasher.hashes),
-        }
-        lines = [line for name, (help_text, value) in counters.items()
-                 for line in (f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}")]
-        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
-
-    return router
+    return shared_metrics_router(collect)
 
 
 def install_security_headers(app: FastAPI) -> None:

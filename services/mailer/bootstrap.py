@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from services.mailer import consumers
 from services.mailer.domain import RetryPolicy
 from services.mailer.handlers import Deps
-from services.mailer.http import routes
+from services.mailer.http import metrics, routes
 from services.mailer.rendering import JinjaRenderer
 from services.mailer.sender import Sender
 from services.mailer.settings import MailerSettings
@@ -67,4 +67,5 @@ def create_app(settings: MailerSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(runtime.health())
     app.include_router(routes(runtime))
+    app.include_router(metrics(runtime))
     return app

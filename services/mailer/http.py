@@ -1,4 +1,4 @@
-"""The mailer's HTTP side: health and readiness, and the queue for operators."""
+"""The mailer's HTTP side: health and readiness, the queue for operators, and metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from services.mailer.domain import Status
 from services.mailer.repository import MailerRepository
 from shared.db import transaction
-from shared.http import admin_guard
+from shared.http import Metric, admin_guard, metrics_router
 from shared.runtime import Runtime
 
 
@@ -26,3 +26,21 @@ def routes(runtime: Runtime) -> APIRouter:
         return {"emails": rows}
 
     return admin
+
+
+def metrics(runtime: Runtime) -> APIRouter:
+    """GET /metrics (Prometheus text): the queue by status and the outbox backlog, counted in
+    the database at each scrape, so every mailer process answers for the whole queue."""
+    async def collect() -> list[Metric]:
+        async with transaction(runtime.engine) as conn:
+            repo = MailerRepository(conn)
+            by_status = await repo.count_by_status()
+            unsent = await repo.count_unsent(runtime.outbox.table)
+        return [
+            Metric("portal_mailer_emails", "Emails in the mailer's queue by status (all processes)", "gauge",
+                   [({"status": status.value}, count) for status, count in by_status.items()]),
+            Metric.single("portal_mailer_outbox_unsent", "EmailSent/EmailFailed events not yet published to Kafka",
+                          "gauge", unsent),
+        ]
+
+    return metrics_router(collect)

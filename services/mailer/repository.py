@@ -89,6 +89,16 @@ class MailerRepository:
         ).values(status=status.value, claim_id=None, **values))
         return done.rowcount > 0
 
+    async def count_by_status(self) -> dict[Status, int]:
+        """How many emails are in each status, every status present (0 when none)."""
+        counted = dict((await self.conn.execute(
+            sa.select(emails.c.status, sa.func.count()).group_by(emails.c.status))).all())
+        return {status: counted.get(status.value, 0) for status in Status}
+
+    async def count_unsent(self, outbox: sa.Table) -> int:
+        """Events committed to the outbox that the relay has not published yet."""
+        return await self.conn.scalar(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))) or 0
+
     async def listing(self, *, tenant: str | None, to: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
         query = sa.select(*_LISTED).order_by(emails.c.id.desc()).limit(limit)
         for column, value in ((emails.c.tenant, tenant), (emails.c.to_address, to), (emails.c.status, status)):

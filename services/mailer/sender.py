@@ -17,7 +17,21 @@ from shared.db import DatabaseUnavailable, transaction
 
 log = logging.getLogger(__name__)
 
-RECORD_TRIES = 5
+# Recording an outcome is tried again while the database is away, backing off from the first
+# pause to the longest, until shortly before the claim's lease ends: only then may another
+# sender take the email, so giving up any earlier would turn a short outage into a second copy.
+RECORD_FIRST_PAUSE = 1.0
+RECORD_LONGEST_PAUSE = 10.0
+RECORD_MARGIN = 1.0  # the last try starts this long before the lease ends, to win the race
+
+
+def record_pause(attempt: int, *, left: float) -> float | None:
+    """Seconds to wait after the ``attempt``-th failed try to record an outcome, when ``left``
+    seconds of the claim's lease remain; None when no try could start before the lease ends."""
+    room = left - RECORD_MARGIN
+    if room <= 0:
+        return None
+    return min(RECORD_FIRST_PAUSE * 2 ** (attempt - 1), RECORD_LONGEST_PAUSE, room)
 
 
 class Sender:
@@ -57,17 +71,42 @@ class Sender:
         await self._record(job, failure)
 
     async def _record(self, job: Job, failure: DeliveryFailure | None) -> None:
-        """Keep trying while the database is away: an unrecorded send would be sent again."""
-        for attempt in range(1, RECORD_TRIES + 1):
+        """Keep trying while the database is away, until the lease ends: an email recorded
+        neither sent nor failed is claimed again after its lease, and so sent again."""
+        loop = asyncio.get_running_loop()
+        lease_ends = loop.time() + (job.email.next_attempt_at - self._deps.clock()).total_seconds()
+        started, attempt = loop.time(), 0
+        while True:
+            attempt += 1
             try:
                 async with transaction(self._engine) as conn:
                     await handlers.record(conn, self._deps, job, failure)
+            except DatabaseUnavailable as exc:
+                pause = record_pause(attempt, left=lease_ends - loop.time())
+                if pause is None:
+                    self._not_recorded(job, failure, tries=attempt, seconds=loop.time() - started, error=exc)
+                    return
+                if attempt == 1:
+                    log.warning("email %s: database away, trying to record its outcome until its lease ends in %.0f s: %s",
+                                job.email.dedup_key, lease_ends - loop.time(), exc)
+                await asyncio.sleep(pause)
+            else:
+                if attempt > 1:
+                    log.info("email %s: outcome recorded at try %d, after %.1f s", job.email.dedup_key, attempt,
+                             loop.time() - started)
                 self._after_record()
                 return
-            except DatabaseUnavailable:
-                if attempt == RECORD_TRIES:
-                    raise
-                await asyncio.sleep(attempt)
+
+    @staticmethod
+    def _not_recorded(job: Job, failure: DeliveryFailure | None, *, tries: int, seconds: float,
+                      error: Exception) -> None:
+        if failure is None:
+            log.error("email %s WAS SENT but could not be recorded: the database stayed away for its whole lease "
+                      "(%d tries over %.0f s). Another sender will send it again once the lease has ended "
+                      "(same Message-ID). Last error: %s", job.email.dedup_key, tries, seconds, error)
+        else:
+            log.warning("email %s: its failure (%s) could not be recorded within its lease (%d tries over %.0f s); "
+                        "it will be tried again: %s", job.email.dedup_key, failure, tries, seconds, error)
 
     async def _sleep(self) -> None:
         with contextlib.suppress(TimeoutError):

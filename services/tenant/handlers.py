@@ -7,7 +7,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tenant.domain import (
-    InvalidInput, check_all, check_settings, check_slug, merge_settings, normalize_host, normalize_hosts, without_port,
+    InvalidInput,
+    check_all,
+    check_settings,
+    check_slug,
+    merge_settings,
+    normalize_host,
+    normalize_hosts,
+    without_port,
 )
 from services.tenant.repository import TenantRepository
 from shared.events import DomainAdded, DomainRemoved, TenantCreated, TenantUpdated

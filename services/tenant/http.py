@@ -15,11 +15,12 @@ from services.tenant.domain import InvalidInput, Taken
 from shared.db import transaction
 from shared.http import Problem, admin_guard, problem_response
 from shared.runtime import Runtime
+from shared.text import PlainText
 
 # Everything tenant serves but health is the admin API, /resolve included (CONTRACT.md, "Admin").
 ADMIN_PATHS = ("/admin", "/resolve")
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[PlainText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class TenantIn(BaseModel):

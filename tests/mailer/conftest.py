@@ -4,6 +4,7 @@ tests, what the SMTP server caught, what the mailer's queue and events say, and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -42,6 +43,72 @@ async def mailer_engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(url)
     yield engine
     await engine.dispose()
+
+
+class DatabaseSwitch:
+    """A TCP relay in front of the real PostgreSQL that can be switched off, like a database host
+    that went away: switching off cuts the open connections, and while off every new connection
+    is closed as soon as it arrives (and counted in ``refused``)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self.up = True
+        self.refused = 0
+        self.on_refused: Callable[[int], None] = lambda refused: None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.off()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def off(self) -> None:
+        self.up = False
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+
+    def on(self) -> None:
+        self.up = True
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            self.refused += 1
+            writer.transport.abort()
+            self.on_refused(self.refused)
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._open |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._open -= {writer, up_writer}
+
+
+@pytest.fixture
+async def database_switch(mailer_engine: AsyncEngine) -> AsyncIterator[tuple[DatabaseSwitch, AsyncEngine]]:
+    """The handler tests' database behind a switch, and an engine that reaches it only through it."""
+    url = mailer_engine.url
+    switch = DatabaseSwitch(url.host or "127.0.0.1", url.port or 5432)
+    port = await switch.start()
+    engine = make_engine(url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False))
+    try:
+        yield switch, engine
+    finally:
+        await engine.dispose()
+        await switch.stop()
 
 
 # --- end to end -------------------------------------------------------------------------------

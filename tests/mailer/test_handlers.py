@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.mailer import handlers
+from services.mailer import sender as sender_module
 from services.mailer.domain import DeliveryFailure, Email, Kind, RetryPolicy, Status
 from services.mailer.handlers import Deps, Job
 from services.mailer.rendering import JinjaRenderer
@@ -22,6 +25,7 @@ from services.mailer.tables import emails, metadata
 from shared.db import transaction
 from shared.messaging import Outbox
 from shared.secrets import MailTokenCipher, new_mail_token_key
+from tests.mailer.conftest import DatabaseSwitch
 
 KEY = new_mail_token_key()
 CIPHER = MailTokenCipher(KEY)
@@ -268,3 +272,80 @@ async def test_shutdown_lets_the_send_in_flight_finish_and_be_recorded(world: Wo
         await asyncio.wait_for(started.wait(), 5)
     [row] = await rows(world)
     assert (row.status, len(slow.sent)) == ("sent", 1)
+
+
+async def test_metrics_count_the_queue_by_status_and_the_unpublished_events(world: World) -> None:
+    for _ in range(6):  # five queued, the sixth throttled
+        await request(world)
+    await send_and_record(world, await claim(world, limit=2))
+    await claim(world, limit=1)  # being sent
+    async with transaction(world.engine) as conn:
+        repo = MailerRepository(conn)
+        counts, unsent = await repo.count_by_status(), await repo.count_unsent(world.deps.outbox.table)
+    assert counts == {Status.QUEUED: 2, Status.SENDING: 1, Status.SENT: 2, Status.FAILED: 0, Status.THROTTLED: 1}
+    assert unsent == 2  # the two EmailSent events; no relay runs here
+
+# --- issue 6: the database away after the SMTP server accepted an email ----------------------
+
+
+@dataclass
+class AcceptedThenDatabaseAway(FakeTransport):
+    """The SMTP server accepts the first email; right after, the database goes away."""
+
+    switch: DatabaseSwitch | None = None
+
+    async def send(self, email: Email) -> None:
+        await super().send(email)
+        if len(self.sent) == 1 and self.switch is not None:
+            self.switch.off()
+
+
+@pytest.fixture
+def quick_record_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tries to record 20 to 100 ms apart instead of 1 to 10 s, so many fit in a short test."""
+    monkeypatch.setattr(sender_module, "RECORD_FIRST_PAUSE", 0.02, raising=False)
+    monkeypatch.setattr(sender_module, "RECORD_LONGEST_PAUSE", 0.1, raising=False)
+
+
+def test_outcome_is_tried_again_until_just_before_the_lease_ends() -> None:
+    waited, pauses = 0.0, []
+    while (pause := sender_module.record_pause(len(pauses) + 1, left=120.0 - waited)) is not None:
+        pauses.append(pause)
+        waited += pause
+    assert pauses[:6] == [1, 2, 4, 8, 10, 10] and max(pauses) == 10
+    assert (len(pauses) + 1, waited) == (16, 119.0)  # 16 tries, the last 1 s before a 120 s lease ends
+    assert sender_module.record_pause(1, left=1.0) is None  # no try can start before the lease ends
+
+
+async def test_sent_email_is_recorded_once_the_database_is_back_so_nobody_sends_it_again(
+        world: World, database_switch: tuple[DatabaseSwitch, AsyncEngine], quick_record_pauses: None) -> None:
+    """The outage outlasts more tries than the sender used to make (five); well within the lease."""
+    switch, engine = database_switch
+    switch.on_refused = lambda refused: switch.on() if refused == 8 else None
+    transport = AcceptedThenDatabaseAway(switch=switch)
+    deps = replace(world.deps, transport=transport)
+    await request(world)
+    assert await asyncio.wait_for(Sender(engine=engine, deps=deps, batch=10, poll_seconds=0.05).send_once(), 30) == 1
+    world.clock.now += deps.lease + timedelta(seconds=1)  # the lease is over: any sender may claim the email now
+    other = replace(deps, worker="worker-b")
+    await send_and_record(world, await claim(world, other), other)
+    [row] = await rows(world)
+    assert (len(transport.sent), row.status, row.claimed_by, switch.refused) == (1, "sent", "worker-a", 8)
+    assert [e["type"] for e in await outbox(world)] == ["EmailSent"]
+
+
+async def test_sent_email_still_unrecorded_when_the_lease_ends_is_logged_as_sent(
+        world: World, database_switch: tuple[DatabaseSwitch, AsyncEngine], quick_record_pauses: None,
+        caplog: pytest.LogCaptureFixture) -> None:
+    switch, engine = database_switch
+    deps = replace(world.deps, transport=AcceptedThenDatabaseAway(switch=switch), lease=timedelta(seconds=3))
+    await request(world)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="services.mailer.sender"):
+        assert await asyncio.wait_for(Sender(engine=engine, deps=deps, batch=10, poll_seconds=0.05).send_once(), 30) == 1
+    took = time.monotonic() - started
+    [row] = await rows(world)
+    assert row.status == "sending" and switch.refused > 5
+    assert 1.5 < took < 3.0  # tries stopped just before the lease ended (RECORD_MARGIN, 1 s), not after five
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert row.dedup_key in error.getMessage() and "WAS SENT" in error.getMessage()

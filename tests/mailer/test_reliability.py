@@ -94,6 +94,31 @@ async def test_operators_see_the_queue_only_with_the_admin_token_and_never_a_tok
         assert (await anonymous.get("/admin/emails")).status_code == 401
 
 
+async def mailer_metrics(system: System) -> dict[str, float]:
+    """GET /metrics of the running mailer: each sample's name (with its labels) and value."""
+    async with httpx.AsyncClient(base_url=system.url("mailer")) as client:
+        answer = await client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = (line.rsplit(" ", 1) for line in answer.text.splitlines() if line and not line.startswith("#"))
+    return {name: float(value) for name, value in samples}
+
+
+async def test_metrics_show_the_sent_email_and_an_emptied_outbox(system: System) -> None:
+    statuses = ("queued", "sending", "sent", "failed", "throttled")
+    before = await mailer_metrics(system)
+    assert {f'portal_mailer_emails{{status="{s}"}}' for s in statuses} | {"portal_mailer_outbox_unsent"} <= before.keys()
+    org, to = await create_org(system, name="Metrics Ltd"), address()
+    await register(system, org, to)
+    await received(system, to)
+    await settled(system, org, to)
+    after = await mailer_metrics(system)
+    assert after['portal_mailer_emails{status="sent"}'] >= before['portal_mailer_emails{status="sent"}'] + 1
+    await eventually(lambda: _outbox_empty(system), what="the EmailSent event published")
+
+
+async def _outbox_empty(system: System) -> bool:
+    return (await mailer_metrics(system))["portal_mailer_outbox_unsent"] == 0
+
 async def test_redelivered_event_sends_nothing_more(system: System) -> None:
     org, to = await create_org(system, name="Replay GmbH"), address()
     await register(system, org, to)

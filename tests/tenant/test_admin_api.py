@@ -106,6 +106,11 @@ async def test_bad_slug_is_422_naming_slug(admin: httpx.AsyncClient, slug: str) 
     assert fields_named(await admin.post("/admin/tenants", json=new_tenant(slug=slug))) == {"slug"}
 
 
+@pytest.mark.parametrize("name", ["", "Evil\r\nBcc: victim@example.com", "Nul\x00Corp"])
+async def test_bad_name_is_422_naming_name(admin: httpx.AsyncClient, name: str) -> None:
+    assert fields_named(await admin.post("/admin/tenants", json=new_tenant(name=name))) == {"name"}
+
+
 @pytest.mark.parametrize("host", ["exa mple.test", "x.example.test:8080", "127.0.0.1", ""])  # more cases: test_domain.py
 async def test_bad_domain_is_422_naming_domains(admin: httpx.AsyncClient, host: str) -> None:
     assert fields_named(await admin.post("/admin/tenants", json=new_tenant(domains=[host]))) == {"domains"}
