@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from services.identity import handlers
 from services.identity.domain import Refused
 from services.identity.handlers import Org
-from services.identity.http import MAX_FIELD, Portal, bare_host, refusal, request_host
+from services.identity.http import MAX_FIELD, MAX_PASSWORD_FIELD, Portal, bare_host, refusal, request_host
 from services.identity.settings import IdentitySettings
 from shared.db import DatabaseUnavailable
 from shared.http import PROBLEMS
@@ -50,13 +50,13 @@ NOTICES = {
 
 class LoginForm(BaseModel):
     email: str = Field("", max_length=MAX_FIELD)
-    password: str = Field("", max_length=MAX_FIELD)
+    password: str = Field("", max_length=MAX_PASSWORD_FIELD)
     remember_me: bool = False
 
 
 class RegisterForm(BaseModel):
     email: str = Field("", max_length=MAX_FIELD)
-    password: str = Field("", max_length=MAX_FIELD)
+    password: str = Field("", max_length=MAX_PASSWORD_FIELD)
     display_name: PlainText = Field("", max_length=200)
 
 
@@ -69,7 +69,7 @@ class TokenForm(BaseModel):
 
 
 class ResetForm(TokenForm):
-    password: str = Field("", max_length=MAX_FIELD)
+    password: str = Field("", max_length=MAX_PASSWORD_FIELD)
 
 
 class FormRejected(Exception):
