@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class Infrastructure:
 
 
 def start_infrastructure(workdir: Path, *, env: Mapping[str, str] = os.environ, fixed_ports: bool = False,
-                         say: callable = print) -> Infrastructure:  # type: ignore[valid-type]
+                         say: Callable[[str], None] = print) -> Infrastructure:
     """Use DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS and SMTP_HOST when given; start local ones otherwise."""
     port = (lambda default: default) if fixed_ports else (lambda default: free_port())
     infra = Infrastructure(env.get("DATABASE_URL", ""), env.get("KAFKA_BOOTSTRAP_SERVERS", ""),

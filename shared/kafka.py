@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import DatabaseUnavailable, transaction
-from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, dlq_topic
+from shared.events import PARTITIONS, TOPICS, Envelope, Event, dlq_topic
 from shared.messaging import AppliedEvents
 
 log = logging.getLogger(__name__)
@@ -155,13 +155,13 @@ class EventConsumer:
         self._after_commit = after_commit
 
     async def __call__(self, envelope: Envelope) -> None:
-        handler = self._handlers.get(EVENT_TYPES.get(envelope.type))  # type: ignore[arg-type]
-        if handler is None and envelope.type in EVENT_TYPES:
-            return  # someone else's concern
         event = envelope.event()  # raises for unknown or malformed events: dead letter
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            return  # someone else's concern
         async with transaction(self._engine) as conn:
             if await self._applied.first_time(conn, envelope):
-                await handler(conn, envelope, event)  # type: ignore[misc]
+                await handler(conn, envelope, event)
         self._after_commit()
 
 
