@@ -16,11 +16,17 @@ import httpx
 
 from portal_auth import DEFAULT_PORTS, SERVICES  # noqa: F401 - re-exported for callers
 from portal_auth.devstack import (
-    DevstackError, KafkaHandle, MailCatcherHandle, PostgresHandle, free_port, start_kafka, start_mail_catcher, start_postgres,
+    DevstackError,
+    KafkaHandle,
+    MailCatcherHandle,
+    PostgresHandle,
+    free_port,
+    start_kafka,
+    start_mail_catcher,
+    start_postgres,
 )
 from portal_auth.devstack._proc import ManagedProcess
 from shared.kafka import ensure_topics
-
 
 
 @dataclass
