@@ -31,7 +31,7 @@ class LogReader:
         self._partitions: list[TopicPartition] = []
 
     async def __aenter__(self) -> LogReader:
-        self._partitions = await _partitions(self.bootstrap_servers, self.topics)
+        self._partitions = await partitions_of(self.bootstrap_servers, self.topics)
         await self._consumer.start()
         self._consumer.assign(self._partitions)
         if self._partitions:
@@ -73,7 +73,7 @@ class LogReader:
         return {tp for tp in partitions if await self._consumer.position(tp) < ends[tp]}
 
 
-async def _partitions(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:
+async def partitions_of(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:
     """Every partition of the topics that exist (a consumer outside a group learns none by itself)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
     await admin.start()

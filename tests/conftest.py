@@ -20,8 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from portal_auth.system import SERVICES, Infrastructure, System, start_infrastructure
+from shared.eventlog import partitions_of
 from shared.secrets import new_mail_token_key
 
 ADMIN_TOKEN = "test-admin-token"
@@ -142,3 +145,28 @@ def link_in(message: EmailMessage, path: str) -> str:
 
 def token_in(message: EmailMessage, path: str) -> str:
     return parse_qs(urlsplit(link_in(message, path)).query)["token"][0]
+
+
+async def records_on(bootstrap: str, topics: list[str] | None = None) -> list[ConsumerRecord]:
+    """Every raw record on the topics (default: all but Kafka's own), from the beginning to their
+    end as it is now: for tests that look at the log itself, dead letters included."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = topics or sorted(t for t in await admin.list_topics() if not t.startswith("__"))
+    finally:
+        await admin.close()
+    partitions = await partitions_of(bootstrap, names)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)])
+        return records
+    finally:
+        await consumer.stop()

@@ -14,15 +14,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from portal_auth.system import System
 from services.identity.tables import tokens
 from shared.secrets import token_hash
-
-from portal_auth.system import System
-from tests.conftest import Org, create_org, mail_to, portal, text_of, token_in
+from tests.conftest import Org, create_org, mail_to, portal, records_on, text_of, token_in
 
 PASSWORD = "correct horse battery staple"
 MAIL_WAIT_SECONDS = 30.0
@@ -167,40 +164,12 @@ async def metric(system: System, name: str, service: str = "identity") -> float:
     return float(value)
 
 
-async def every_record(bootstrap: str, topics: list[str] | None = None) -> list[ConsumerRecord]:
-    """Every message on every topic (or the given ones), from the beginning to the current end."""
-    partitions = await all_partitions(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord] = []
-        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
-
-
-async def all_partitions(bootstrap: str, topics: list[str] | None) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = topics or sorted(t for t in await admin.list_topics() if not t.startswith("__"))
-        return [TopicPartition(t["topic"], p["partition"]) for t in await admin.describe_topics(names) for p in t["partitions"]]
-    finally:
-        await admin.close()
-
-
 async def account_events(system: System, org: Org, email: str, *, until: str, count: int) -> list[dict]:
     """identity.events for one account (its key is <organization>:<email>), once ``count`` events
     of type ``until`` are there: the outbox relay sends them shortly after each commit."""
     key = f"{org.slug}:{email}".encode()
     for _ in range(150):
-        records = await every_record(system.infra.kafka_bootstrap, ["identity.events"])
+        records = await records_on(system.infra.kafka_bootstrap, ["identity.events"])
         events = [json.loads(r.value) for r in records if r.key == key]
         if sum(e["type"] == until for e in events) >= count:
             return events

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from portal_auth.system import System
-from tests.conftest import Org, portal
+from tests.conftest import Org, portal, records_on
 from tests.identity.conftest import (
-    PASSWORD, Account, account_events, assert_problem, confirmed_account, every_record, every_row, expire_link, lock, login,
+    PASSWORD, Account, account_events, assert_problem, confirmed_account, every_row, expire_link, lock, login,
     mailed_tokens, new_email, register,
 )
 
@@ -102,7 +102,7 @@ async def test_no_token_password_or_cookie_in_any_topic_table_or_log_after_a_ful
                "new password": NEW_PASSWORD, "first session": first_cookie, "second session": client.cookies["portal_session"]}
 
     events = await account_events(system, org, account.email, until="LoginSucceeded", count=2)
-    stored = {"topics": "\n".join(r.value.decode(errors="replace") for r in await every_record(system.infra.kafka_bootstrap)),
+    stored = {"topics": "\n".join(r.value.decode(errors="replace") for r in await records_on(system.infra.kafka_bootstrap)),
               "tables": await every_row(system.infra.database_url),
               "logs": "\n".join(p.read_text(errors="replace") for p in (system.workdir / "logs").glob("*.log"))}
     expected = {"UserRegistered", "EmailConfirmed", "ResetRequested", "PasswordChanged", "SessionRevoked"}
