@@ -34,10 +34,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from portal_auth.system import System, local_system  # noqa: E402
-from shared.eventlog import LogReader  # noqa: E402
-from shared.events import IDENTITY_TOPIC, LOCKOUT_TOPIC  # noqa: E402
-from shared.secrets import MailTokenCipher, new_mail_token_key  # noqa: E402
+from portal_auth.system import System, local_system
+from shared.eventlog import LogReader
+from shared.events import IDENTITY_TOPIC, LOCKOUT_TOPIC
+from shared.secrets import MailTokenCipher, new_mail_token_key
 
 ADMIN = "bench-admin-token"
 PASSWORD = "correct horse battery staple"

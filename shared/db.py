@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -36,6 +37,14 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         if exc.connection_invalidated:
             raise DatabaseUnavailable(str(exc)) from exc
         raise
+
+
+R = TypeVar("R")
+
+
+def record(kind: type[R], row: sa.Row[Any] | None) -> R | None:
+    """A result row as the repository's typed record (a dataclass naming the row's columns)."""
+    return None if row is None else kind(**row._mapping)
 
 
 async def ping(engine: AsyncEngine) -> bool:

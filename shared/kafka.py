@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -133,7 +133,7 @@ class OutboxRelay:
             await conn.execute(t.update().where(t.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.now()))
         return len(rows)
 
-    async def _publish(self, rows: list[Any]) -> None:
+    async def _publish(self, rows: Sequence[sa.Row[int, str, str, Any]]) -> None:
         futures = [
             await self._broker.publish(Envelope.model_validate(r.payload).to_bytes(), r.topic,
                                        key=r.key.encode(), headers={"content-type": "application/json"},

@@ -85,7 +85,8 @@ async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, p
     user_id = await repo.add_user(tenant=org.slug, email=address, password_hash=password_hash, display_name=display_name)
     if user_id is None:
         existing = await repo.user_by_email(tenant=org.slug, email=address)
-        await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
+        if existing is not None:
+            await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
         return
     sealed, expires_at = await _issue(repo, deps, org, user_id, CONFIRM)
     await deps.outbox.add(conn, events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
@@ -116,7 +117,8 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
     await _admit(repo, org, address, source, now)
     user = await repo.user_by_email(tenant=org.slug, email=address)
-    if not await deps.hasher.verify(password, user.password_hash if user else None):
+    verified = await deps.hasher.verify(password, user.password_hash if user else None)
+    if user is None or not verified:
         await repo.record_failure(tenant=org.slug, email=address, source=source, now=now, window=_window(org))
         await deps.outbox.add(conn, events.LoginFailed(email=address, source=source), tenant=org.slug)
         return Refused("invalid_credentials")
