@@ -102,12 +102,20 @@ async def resend_confirmation(conn: AsyncConnection, deps: Deps, org: Org, *, em
                                                              token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
 
-async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) -> None:
-    repo = IdentityRepository(conn)
-    row = await _redeem(repo, deps, org, token, CONFIRM)
+async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, password: str, source: str) -> Refused | None:
+    """The link proves the mailbox, the password proves the registrant: someone who registered
+    another person's address cannot have that person confirm the squatter's account. A wrong
+    password is a failed login (returned, so its LoginFailed commits) and leaves the link usable."""
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await _live_token(repo, deps, org, token, CONFIRM)
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
-    await repo.confirm_user(tenant=org.slug, user_id=user.id, now=deps.clock())
+    await _admit(repo, org, user.email, source, now)
+    if not await deps.hasher.verify(password, user.password_hash):
+        return await _login_failed(conn, repo, deps, org, email=user.email, source=source, now=now)
+    await repo.use_token(token_hash=row.token_hash, now=now)
+    await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
+    return None
 
 
 async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
@@ -117,9 +125,7 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     await _admit(repo, org, address, source, now)
     user = await repo.user_by_email(tenant=org.slug, email=address)
     if not await deps.hasher.verify(password, user.password_hash if user else None):
-        await repo.record_failure(tenant=org.slug, email=address, source=source, now=now, window=_window(org))
-        await deps.outbox.add(conn, events.LoginFailed(email=address, source=source), tenant=org.slug)
-        return Refused("invalid_credentials")
+        return await _login_failed(conn, repo, deps, org, email=address, source=source, now=now)
     if user.confirmed_at is None:  # said only now, after the right password
         raise Refused("user_not_confirmed", actions=["resend_confirmation"])
     await repo.clear_failures(tenant=org.slug, email=address, source=source)
@@ -128,6 +134,14 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     signed_in = await _open_session(repo, deps, org, user, remember=remember, now=now)
     await deps.outbox.add(conn, events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
     return signed_in
+
+
+async def _login_failed(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, source: str,
+                        now: datetime) -> Refused:
+    """A wrong password, at login or on a confirmation link: lockout counts it either way."""
+    await repo.record_failure(tenant=org.slug, email=email, source=source, now=now, window=_window(org))
+    await deps.outbox.add(conn, events.LoginFailed(email=email, source=source), tenant=org.slug)
+    return Refused("invalid_credentials")
 
 
 async def _admit(repo: IdentityRepository, org: Org, address: str, source: str, now: datetime) -> None:

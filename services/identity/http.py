@@ -60,7 +60,7 @@ class TokenOnly(BaseModel):
     token: str = Field(max_length=MAX_FIELD)
 
 
-class NewPassword(TokenOnly):
+class TokenAndPassword(TokenOnly):
     password: str = Field(max_length=MAX_PASSWORD_FIELD)
 
 
@@ -188,8 +188,8 @@ def routes(portal: Portal) -> APIRouter:
         return {"status": "confirmation_sent"}
 
     @router.post("/confirm")
-    async def confirm(body: TokenOnly, org: Organization) -> dict[str, str]:
-        await portal.run(handlers.confirm, org, token=body.token)
+    async def confirm(body: TokenAndPassword, org: Organization, request: Request) -> dict[str, str]:
+        await portal.run(handlers.confirm, org, token=body.token, password=body.password, source=portal.source(request))
         return {"status": "confirmed"}
 
     @router.post("/login")
@@ -214,7 +214,7 @@ def routes(portal: Portal) -> APIRouter:
         return {"status": "reset_sent"}
 
     @router.post("/password/reset")
-    async def reset(body: NewPassword, org: Organization) -> dict[str, str]:
+    async def reset(body: TokenAndPassword, org: Organization) -> dict[str, str]:
         await portal.run(handlers.reset_password, org, token=body.token, password=body.password)
         return {"status": "password_changed"}
 

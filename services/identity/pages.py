@@ -68,7 +68,9 @@ class TokenForm(BaseModel):
     token: str = Field("", max_length=MAX_FIELD)
 
 
-class ResetForm(TokenForm):
+class TokenPasswordForm(TokenForm):
+    """A link's token and a password: the new one (reset) or the account's own (confirm)."""
+
     password: str = Field("", max_length=MAX_PASSWORD_FIELD)
 
 
@@ -239,8 +241,8 @@ def router(portal: Portal) -> APIRouter:
 
     @pages.post("/confirm")
     @refusals_shown_on("confirm.html")
-    async def confirm(request: Request, org: Organization, form: Annotated[TokenForm, Form()]) -> Response:
-        await portal.run(handlers.confirm, org, token=form.token)
+    async def confirm(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
+        await portal.run(handlers.confirm, org, token=form.token, password=form.password, source=portal.source(request))
         return redirect("/login?notice=confirmed")
 
     @pages.get("/forgot-password")
@@ -261,7 +263,7 @@ def router(portal: Portal) -> APIRouter:
 
     @pages.post("/reset-password")
     @refusals_shown_on("reset.html")
-    async def reset(request: Request, org: Organization, form: Annotated[ResetForm, Form()]) -> Response:
+    async def reset(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
         await portal.run(handlers.reset_password, org, token=form.token, password=form.password)
         return redirect("/login?notice=password_changed")
 

@@ -89,7 +89,7 @@ async def confirmed_account(system: System, client: httpx.AsyncClient, password:
     account = Account(new_email(), password)
     await register(client, account.email, password)
     [token] = await mailed_tokens(system, account.email, "/confirm")
-    assert (await client.post("/auth/confirm", json={"token": token})).status_code == 200
+    assert (await client.post("/auth/confirm", json={"token": token, "password": password})).status_code == 200
     return account
 
 
