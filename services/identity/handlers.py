@@ -245,6 +245,8 @@ def _password(raw: str, org: Org) -> str:
         raise Refused("password_too_short", min_length=exc.min_length, title=title) from None
     except domain.PasswordTooLong:
         raise Refused("password_too_long", max_length=domain.MAX_PASSWORD_CHARS) from None
+    except domain.PasswordTooCommon:
+        raise Refused("password_too_common") from None
 
 
 async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> tuple[str, datetime]:

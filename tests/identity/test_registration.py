@@ -46,6 +46,25 @@ async def test_password_under_12_characters_is_password_too_short(client: httpx.
     assert assert_problem(answer, "password_too_short")["min_length"] == 12
 
 
+@pytest.mark.parametrize("password", ["qwerty123456", "QWERTY123456", "ｑｗｅｒｔｙ１２３４５６", "1qaz2wsx3edc", "leavemealone"])
+async def test_common_password_is_password_too_common_and_nothing_is_stored(
+        system: System, client: httpx.AsyncClient, password: str) -> None:
+    """On the list of common passwords, after NFKC and ignoring case: refused before any work."""
+    email, hashes = new_email(), await metric(system, "identity_password_hashes_total")
+    assert_problem(await client.post("/auth/register", json={"email": email, "password": password}), "password_too_common")
+    assert await metric(system, "identity_password_hashes_total") == hashes
+    await register(client, email)  # the address was not taken: this is its first registration
+    [first] = await mail_to(system, email)
+    assert "/confirm?token=" in text_of(first)
+
+
+async def test_minimum_length_counts_the_characters_as_typed_not_their_compatibility_expansion(client: httpx.AsyncClient) -> None:
+    """"ﷺ" is one character that NFKC turns into 18: eleven typed characters are too short."""
+    answer = await client.post("/auth/register", json={"email": new_email(), "password": "ﷺ" + "abcdefghij"})
+    assert assert_problem(answer, "password_too_short")["min_length"] == 12
+    await register(client, new_email(), "ﷺ" + "abcdefghijk")
+
+
 async def test_organization_may_ask_for_longer_passwords(system: System) -> None:
     strict = await create_org(system, settings={"password": {"min_length": 16}})
     async with portal(system, strict) as client:

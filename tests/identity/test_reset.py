@@ -66,6 +66,15 @@ async def test_expired_reset_link_is_token_expired_and_offers_a_new_one(
     assert assert_problem(await reset(client, token), "token_expired")["actions"] == ["request_new"]
 
 
+async def test_common_new_password_is_password_too_common_and_leaves_the_link_usable(
+        system: System, client: httpx.AsyncClient) -> None:
+    account = await confirmed_account(system, client)
+    token = await reset_link(system, client, account.email)
+    assert_problem(await reset(client, token, "Password1234"), "password_too_common")
+    assert (await login(client, account.email, account.password)).status_code == 200
+    assert (await reset(client, token)).status_code == 200
+
+
 async def test_too_short_new_password_leaves_the_link_usable(system: System, client: httpx.AsyncClient) -> None:
     token = await reset_link(system, client, (await confirmed_account(system, client)).email)
     assert_problem(await reset(client, token, "too short"), "password_too_short")
@@ -92,7 +101,7 @@ async def test_no_token_password_or_cookie_in_any_topic_table_or_log_after_a_ful
     account = Account(new_email(), PASSWORD)
     await register(client, account.email)
     [confirmation] = await mailed_tokens(system, account.email, "/confirm")
-    await client.post("/auth/confirm", json={"token": confirmation})
+    await client.post("/auth/confirm", json={"token": confirmation, "password": PASSWORD})
     await login(client, account.email, account.password)
     first_cookie = client.cookies["portal_session"]
     reset_token = await reset_link(system, client, account.email)
