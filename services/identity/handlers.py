@@ -185,11 +185,25 @@ async def current_session(conn: AsyncConnection, deps: Deps, org: Org, *, cookie
 async def logout(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
     repo, now = IdentityRepository(conn), deps.clock()
     row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
+    if row is not None:
+        await _revoke(conn, repo, deps, org, email=row.email, user_id=row.user_id, reason="logout", session_id=row.id)
+
+
+async def logout_all(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
+    """Every session of the signed-in person ends, this one too: after a suspected compromise."""
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
     if row is None:
-        return
-    await repo.revoke_sessions(tenant=org.slug, user_id=row.user_id, session_id=row.id, now=now)
-    await deps.outbox.add(conn, events.SessionRevoked(email=row.email, user_id=row.user_id, session_id=row.id, reason="logout"),
-                          tenant=org.slug)
+        raise Refused("not_authenticated")
+    await _revoke(conn, repo, deps, org, email=row.email, user_id=row.user_id, reason="logout_all")
+
+
+async def _revoke(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, user_id: uuid.UUID,
+                  reason: str, session_id: uuid.UUID | None = None) -> None:
+    """One session, or with no ``session_id`` every session of the user; a SessionRevoked for each."""
+    for revoked in await repo.revoke_sessions(tenant=org.slug, user_id=user_id, session_id=session_id, now=deps.clock()):
+        await deps.outbox.add(conn, events.SessionRevoked(email=email, user_id=user_id, session_id=revoked, reason=reason),
+                              tenant=org.slug)
 
 
 async def forgot_password(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
@@ -215,10 +229,8 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await repo.clear_locks(tenant=org.slug, email=user.email, every=True)
     await repo.clear_failures(tenant=org.slug, email=user.email)
-    for session_id in await repo.revoke_sessions(tenant=org.slug, user_id=user.id, now=now):
-        await deps.outbox.add(conn, events.SessionRevoked(email=user.email, user_id=user.id, session_id=session_id,
-                                                          reason="password_changed"), tenant=org.slug)
-    await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id), tenant=org.slug)
+    await _revoke(conn, repo, deps, org, email=user.email, user_id=user.id, reason="password_changed")
+    await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id, host=org.host), tenant=org.slug)
 
 
 async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:

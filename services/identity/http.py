@@ -208,6 +208,11 @@ def routes(portal: Portal) -> APIRouter:
         await portal.run(handlers.logout, org, cookie_value=portal.session_cookie(request))
         portal.sign_out(response)
 
+    @router.post("/logout-all", status_code=204)
+    async def logout_all(org: Organization, request: Request, response: Response) -> None:
+        await portal.run(handlers.logout_all, org, cookie_value=portal.session_cookie(request))
+        portal.sign_out(response)
+
     @router.post("/password/forgot", status_code=202)
     async def forgot(body: EmailOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.forgot_password, org, email=body.email)

@@ -45,6 +45,7 @@ NOTICES = {
     "confirmed": "Your email address is confirmed. You can sign in now.",
     "password_changed": "Your password has been changed. Sign in with the new one.",
     "signed_out": "You are signed out.",
+    "signed_out_everywhere": "You are signed out on every device.",
 }
 
 
@@ -209,6 +210,16 @@ def router(portal: Portal) -> APIRouter:
     async def logout(request: Request, org: Organization) -> Response:
         await portal.run(handlers.logout, org, cookie_value=portal.session_cookie(request))
         response = redirect("/login?notice=signed_out")
+        portal.sign_out(response)
+        return response
+
+    @pages.post("/logout-all")
+    async def logout_all(request: Request, org: Organization) -> Response:
+        try:
+            await portal.run(handlers.logout_all, org, cookie_value=portal.session_cookie(request))
+        except Refused:  # already signed out: nothing left to end
+            pass
+        response = redirect("/login?notice=signed_out_everywhere")
         portal.sign_out(response)
         return response
 

@@ -137,6 +137,19 @@ async def test_confirm_link_is_used_only_by_the_button_not_by_opening_it(system:
     assert '<a href="/resend-confirmation">Send Confirmation Email</a>' in used.text
 
 
+async def test_account_page_signs_out_everywhere(system: System, client: httpx.AsyncClient, org: Org) -> None:
+    account = await confirmed_account(system, client)
+    async with portal(system, org) as phone:
+        await submit(phone, "/login", "/login", email=account.email, password=account.password)
+        await submit(client, "/login", "/login", email=account.email, password=account.password)
+        page, csrf = await open_form(client, "/")
+        assert "Sign out everywhere" in words(page)
+        ended = await client.post("/logout-all", data={"csrf_token": csrf})
+        assert (ended.status_code, ended.headers["location"]) == (303, "/login?notice=signed_out_everywhere")
+        assert "You are signed out on every device." in words(await client.get(ended.headers["location"]))
+        assert (await phone.get("/")).headers["location"] == "/login"
+
+
 async def test_confirm_page_asks_for_the_password_and_a_wrong_one_keeps_the_link(system: System, client: httpx.AsyncClient) -> None:
     email = new_email()
     await register(client, email)
