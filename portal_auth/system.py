@@ -25,6 +25,7 @@ from portal_auth.devstack import (
     start_mail_catcher,
     start_postgres,
 )
+from portal_auth.devstack._net import preferred_port
 from portal_auth.devstack._proc import ManagedProcess
 from shared.kafka import ensure_topics
 
@@ -53,7 +54,7 @@ class Infrastructure:
 def start_infrastructure(workdir: Path, *, env: Mapping[str, str] = os.environ, fixed_ports: bool = False,
                          say: Callable[[str], None] = print) -> Infrastructure:
     """Use DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS and SMTP_HOST when given; start local ones otherwise."""
-    port = (lambda default: default) if fixed_ports else (lambda default: free_port())
+    port = preferred_port if fixed_ports else (lambda default: free_port())
     infra = Infrastructure(env.get("DATABASE_URL", ""), env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
                            env.get("SMTP_HOST", ""), int(env.get("SMTP_PORT", "25")))
     try:

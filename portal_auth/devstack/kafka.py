@@ -130,7 +130,7 @@ def start_kafka(workdir: Path, *, port: int = 9092, flavour: str = "auto") -> Ka
 def ensure_kafka_jars() -> Path:
     """Do Apache Kafka's one-time preparation now; return the directory of its jars.
 
-    Resolves the jars with Maven (once per pom.xml) and, where `java` is on PATH, builds
+    Resolves the jars with Maven (once per kafka_pom.xml) and, where `java` is on PATH, builds
     the class-data archive that halves every later broker start (once per JVM). Both are
     cached, so this returns at once afterwards; while working it prints progress lines.
     """

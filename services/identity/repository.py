@@ -145,7 +145,7 @@ class IdentityRepository:
 
     async def user_by_id(self, *, tenant: str, user_id: uuid.UUID) -> User:
         """A user a token or session points at (their foreign keys say it is there)."""
-        return User(**(await self.conn.execute(sa.select(users).where(users.c.tenant == tenant, users.c.id == user_id))).one()._mapping)
+        return record(User, (await self.conn.execute(sa.select(users).where(users.c.tenant == tenant, users.c.id == user_id))).one())
 
     async def add_user(self, *, tenant: str, email: str, password_hash: str, display_name: str | None) -> uuid.UUID | None:
         """The new user's id, or None when the address is already registered in this organization."""
