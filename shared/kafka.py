@@ -26,14 +26,14 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT = 15.0
 
 
-def make_broker(bootstrap_servers: str, *, client_id: str, idempotence: bool = True) -> KafkaBroker:
-    """A producer that waits for every in-sync replica (acks=all) and, where the broker
-    supports it, never writes a retried message twice."""
+def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
+    """A producer that waits for every in-sync replica (acks=all) and never writes a retried
+    message twice (idempotence)."""
     return KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=idempotence,
+        enable_idempotence=True,
         linger_ms=0,
         request_timeout_ms=10_000,
         graceful_timeout=5.0,
