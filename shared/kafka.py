@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import DatabaseUnavailable, transaction
-from shared.events import PARTITIONS, TOPICS, Envelope, Event, dlq_topic
+from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, dlq_topic
 from shared.messaging import AppliedEvents
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,11 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, rows: list[Any]) -> None:
+        # The payload was written from a valid envelope: it is sent as it is, with its type in a
+        # header, so that a consumer can pass over the types it does not handle without parsing them.
         futures = [
-            await self._broker.publish(Envelope.model_validate(r.payload).to_bytes(), r.topic,
-                                       key=r.key.encode(), headers={"content-type": "application/json"},
+            await self._broker.publish(json.dumps(r.payload, separators=(",", ":")).encode(), r.topic, key=r.key.encode(),
+                                       headers={"content-type": "application/json", "type": r.payload["type"]},
                                        no_confirm=True)
             for r in rows
         ]
@@ -152,10 +155,14 @@ class EventConsumer:
     def __init__(self, *, engine: AsyncEngine, applied: AppliedEvents,
                  handlers: Mapping[type[Event], Handler], after_commit: Callable[[], None] = lambda: None) -> None:
         self._engine, self._applied, self._handlers = engine, applied, handlers
+        self._types = frozenset(event_type.TYPE for event_type in handlers)
         self._after_commit = after_commit
 
-    async def __call__(self, envelope: Envelope) -> None:
-        event = envelope.event()  # raises for unknown or malformed events: dead letter
+    def handles(self, type_name: str) -> bool:
+        return type_name in self._types
+
+    async def __call__(self, envelope: Envelope, event: Event | None = None) -> None:
+        event = event or envelope.event()  # raises for unknown or malformed events: dead letter
         handler = self._handlers.get(type(event))
         if handler is None:
             return  # someone else's concern
@@ -172,23 +179,25 @@ class PoisonMessage(Exception):
 MAX_ATTEMPTS = 5
 
 
-def subscribe(broker: KafkaBroker, *, topics: tuple[str, ...], group_id: str,
-              consume: Callable[[Envelope], Awaitable[None]]) -> None:
+def subscribe(broker: KafkaBroker, *, topics: tuple[str, ...], group_id: str, consume: EventConsumer) -> None:
     """Subscribe ``consume`` at least once, in order per partition, dead-lettering poison."""
     attempts: dict[tuple[str, int, int], int] = {}
 
     @broker.subscriber(*topics, group_id=group_id, auto_offset_reset="earliest",
                        fetch_max_wait_ms=20, ack_policy=AckPolicy.NACK_ON_ERROR)
     async def on_message(message: KafkaMessage) -> None:
+        type_name = message.headers.get("type")
+        if type_name in EVENT_TYPES and not consume.handles(type_name):
+            return  # a known type this service has no use for: not even parsed
         await _deliver(broker, message, consume, attempts)
 
 
-async def _deliver(broker: KafkaBroker, message: Any, consume: Callable[[Envelope], Awaitable[None]],
+async def _deliver(broker: KafkaBroker, message: Any, consume: EventConsumer,
                    attempts: dict[tuple[str, int, int], int]) -> None:
     record = message.raw_message
     where = (record.topic, record.partition, record.offset)
     try:
-        await consume(_parse(message.body))
+        await consume(*_parse(message.body))
         attempts.pop(where, None)
     except PoisonMessage as exc:
         await _dead_letter(broker, record, str(exc))
@@ -206,11 +215,10 @@ async def _deliver(broker: KafkaBroker, message: Any, consume: Callable[[Envelop
         raise
 
 
-def _parse(raw: bytes) -> Envelope:
+def _parse(raw: bytes) -> tuple[Envelope, Event]:
     try:
         envelope = Envelope.from_bytes(raw)
-        envelope.event()
-        return envelope
+        return envelope, envelope.event()
     except (ValueError, ValidationError) as exc:  # includes json errors and UnknownEvent
         raise PoisonMessage(f"{type(exc).__name__}: {exc}"[:500]) from exc
 

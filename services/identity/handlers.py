@@ -4,17 +4,22 @@ into the outbox in that same transaction."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import os
+import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.identity import domain
 from services.identity.domain import Refused, SessionPolicy
+from services.identity.memory import LiveCopies
 from services.identity.repository import IdentityRepository
 from shared import events
 from shared.messaging import Outbox
@@ -22,6 +27,7 @@ from shared.secrets import MailTokenCipher, new_token, token_hash
 from shared.tenancy import TenantSettings
 
 CONFIRM, RESET = "confirm", "reset"
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -29,28 +35,66 @@ def utcnow() -> datetime:
 
 
 class PasswordHasher:
-    """bcrypt off the event loop, so both cores work; a dummy hash answers for unknown emails.
+    """bcrypt off the event loop in a queue of its own, one worker per core; a dummy hash answers
+    for unknown emails.
+
+    The queue is bounded by time: when a new hash would wait longer than ``max_wait`` (the work in
+    the queue, at the measured time of one hash, spread over the workers), it is refused at once
+    with 503 service_unavailable and Retry-After, rather than letting every login's latency grow
+    without bound under overload.
 
     The counters are exported at /metrics: they show, without timing anything, that every login
-    that reaches the password runs bcrypt once and a locked account runs it not at all."""
+    that reaches the password runs bcrypt once and a locked account runs it not at all; and how
+    much CPU bcrypt took, which the benchmark subtracts to find the cost of everything else."""
 
-    def __init__(self, rounds: int) -> None:
-        self.rounds = rounds
+    def __init__(self, rounds: int, *, workers: int | None = None, max_wait: float = 1.0) -> None:
+        self.rounds, self.max_wait = rounds, max_wait
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bcrypt")
+        started = time.perf_counter()
         self._dummy = domain.hash_password(new_token(), rounds=rounds)
+        self._seconds_each = time.perf_counter() - started  # moving average of one hash's run time
+        self._in_queue = 0
         self.hashes = 0
         self.verifications = 0
+        self.refused = 0
+        self.cpu_seconds = 0.0
 
     async def hash(self, password: str) -> str:
         self.hashes += 1
-        return await asyncio.to_thread(domain.hash_password, password, rounds=self.rounds)
+        return await self._run(domain.hash_password, password, rounds=self.rounds)
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         self.verifications += 1
-        ok = await asyncio.to_thread(domain.verify_password, password, hashed or self._dummy)
+        ok = await self._run(domain.verify_password, password, hashed or self._dummy)
         return ok and hashed is not None
 
     def outdated(self, hashed: str) -> bool:
         return domain.hash_rounds(hashed) != self.rounds
+
+    def expected_wait(self) -> float:
+        return self._in_queue // self.workers * self._seconds_each
+
+    async def _run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        wait = self.expected_wait()
+        if wait > self.max_wait:
+            self.refused += 1
+            raise Refused("service_unavailable", retry_after=max(1, math.ceil(wait)))
+        self._in_queue += 1
+        try:
+            result, wall, cpu = await asyncio.get_running_loop().run_in_executor(
+                self._pool, functools.partial(_timed, work, *args, **kwargs))
+        finally:
+            self._in_queue -= 1
+        self.cpu_seconds += cpu
+        self._seconds_each += (wall - self._seconds_each) / 8
+        return result
+
+
+def _timed(work: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float, float]:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = work(*args, **kwargs)
+    return result, time.perf_counter() - wall, time.thread_time() - cpu
 
 
 @dataclass(frozen=True)
@@ -68,6 +112,7 @@ class Deps:
     hasher: PasswordHasher
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     clock: Callable[[], datetime] = utcnow
+    memory: LiveCopies | None = None  # organizations and live locks; None: the tables answer
 
 
 @dataclass(frozen=True)
@@ -110,11 +155,24 @@ async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) ->
     await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
 
 
+def refuse_if_locked(deps: Deps, org: Org, *, email: str, source: str) -> None:
+    """Before anything else a login does (no database, no bcrypt, not even the per-account
+    serialization, so a locked account is answered 423 and never 429): the replica's memory of
+    lockout's decisions. Without that memory (still catching up) ``login`` asks the table."""
+    if deps.memory is None or not deps.memory.ready:
+        return
+    now = deps.clock()
+    locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=_email(email), source=source, now=now)
+    if locked_until is not None:
+        raise _retry_later("account_locked", now, until=locked_until)
+
+
 async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
                 source: str) -> SignedIn | Refused:
-    """A refusal is returned, not raised, when its effects must be committed (LoginFailed)."""
+    """A refusal is returned, not raised, when its effects must be committed (LoginFailed).
+    The entrypoint calls ``refuse_if_locked`` first, outside the transaction."""
     address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
-    await _admit(repo, org, address, source, now)
+    await _admit(repo, deps, org, address, source, now)
     user = await repo.user_by_email(tenant=org.slug, email=address)
     if not await deps.hasher.verify(password, user.password_hash if user else None):
         await repo.record_failure(tenant=org.slug, email=address, source=source, now=now, window=_window(org))
@@ -130,15 +188,17 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     return signed_in
 
 
-async def _admit(repo: IdentityRepository, org: Org, address: str, source: str, now: datetime) -> None:
+async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, source: str, now: datetime) -> None:
     """The refusals that cost no bcrypt work: a parallel attempt on the same account (the
-    transaction-scoped advisory lock is held until this attempt commits), a lock, or failures
-    that reached a threshold while lockout's verdict is on its way."""
+    transaction-scoped advisory lock is held until this attempt commits), a lock (from the table
+    while the memory is not there), or failures that reached a threshold while lockout's verdict
+    is on its way."""
     if not await repo.serialize_account(tenant=org.slug, email=address):
         raise _retry_later("too_many_requests", now, until=now + timedelta(seconds=1))
-    locked_until = await repo.locked_until(tenant=org.slug, email=address, source=source, now=now)
-    if locked_until is not None:
-        raise _retry_later("account_locked", now, until=locked_until)
+    if deps.memory is None or not deps.memory.ready:
+        locked_until = await repo.locked_until(tenant=org.slug, email=address, source=source, now=now)
+        if locked_until is not None:
+            raise _retry_later("account_locked", now, until=locked_until)
     policy = org.settings.lockout
     recent = await repo.recent_failures(tenant=org.slug, email=address, source=source, since=now - _window(org))
     verdict_due = domain.awaiting_lockout(recent, max_from_source=policy.max_failures,
@@ -201,6 +261,8 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await repo.clear_locks(tenant=org.slug, email=user.email, every=True)
     await repo.clear_failures(tenant=org.slug, email=user.email)
+    if deps.memory is not None:  # at once here; lockout's AccountUnlocked tells every replica
+        deps.memory.locks.unlock(tenant=org.slug, email=user.email, source=None, every=True)
     for session_id in await repo.revoke_sessions(tenant=org.slug, user_id=user.id, now=now):
         await deps.outbox.add(conn, events.SessionRevoked(email=user.email, user_id=user.id, session_id=session_id,
                                                           reason="password_changed"), tenant=org.slug)
