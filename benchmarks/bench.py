@@ -191,14 +191,17 @@ class Profiler:
 
 
 def top_items(raw: Path, count: int = 12) -> list[str]:
-    """The functions most often on the stack (inclusive) and at its top (self), in % of samples."""
+    """The functions most often on the stack (inclusive) and at its top (self), in % of the samples
+    that found the process working (not waiting in select or on a queue)."""
     inclusive: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines() if raw.exists() else []:
         stack, _, samples = line.rpartition(" ")
         frames = [re.sub(r" \([^()]*?(?:site-packages/|lib/python3\.\d+/)", " (", f).replace(f" ({ROOT}/", " (")
-                  for f in stack.split(";")]
+                  for f in stack.split(";") if f.strip()]
+        if not frames or frames[-1].startswith(("EpollSelector.select", "Condition.wait", "Queue.get")):
+            continue
         n = int(samples)
         total += n
         leaf[frames[-1]] += n
@@ -208,7 +211,7 @@ def top_items(raw: Path, count: int = 12) -> list[str]:
         return ["  (no samples)"]
     skip = ("runpy", "asyncio/", "uvicorn/", "threading.py", "<module>", "main (", "serve (", "run (")
     top = [(f, n) for f, n in inclusive.most_common() if not any(s in f for s in skip)][:count]
-    return ([f"  {total} samples; inclusive:"] + [f"    {n / total:6.1%}  {f}" for f, n in top]
+    return ([f"  {total} working samples; inclusive:"] + [f"    {n / total:6.1%}  {f}" for f, n in top]
             + ["  self:"] + [f"    {n / total:6.1%}  {f}" for f, n in leaf.most_common(count)])
 
 
@@ -446,7 +449,6 @@ async def measure(system: System, key: str, mode: Mode, figures: Figures, say: C
         say(f"{mode.bursts} bursts of 32")
         for _ in range(mode.bursts):
             answers = await burst(bench)
-            assert set(answers) <= {401, 423, 429}, answers
             figures.burst_answers += answers
             figures.burst_extra.append(max(0, answers[401] - MAX_FAILURES))
         say(f"{mode.registrations} registrations to SMTP")
@@ -483,8 +485,8 @@ def table(f: Figures, mode: Mode) -> list[str]:
          "≥ 1,000/s, every one 423", f.locked_rate >= 1000 and set(f.locked_answers) == {423}),
         (f"lock enforcement lag (5th failure → 423), p99 of {len(f.lag)}", ms(quantile(f.lag, 99)), "≤ 50 ms",
          quantile(f.lag, 99) <= 0.050),
-        (f"burst of 32 concurrent wrong logins: extra 401s (max of {len(f.burst_extra)})", str(max(f.burst_extra)), "≤ 1",
-         max(f.burst_extra) <= 1),
+        (f"burst of 32 concurrent wrong logins: extra 401s (max of {len(f.burst_extra)})", str(max(f.burst_extra)),
+         "≤ 1 (and only 401, 423, 429)", max(f.burst_extra) <= 1 and set(f.burst_answers) <= {401, 423, 429}),
         (f"registration → SMTP p95 (from the 202, {len(f.mail)} one after another)", ms(quantile(f.mail, 95)), "≤ 500 ms",
          quantile(f.mail, 95) <= 0.5),
     ]

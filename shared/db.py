@@ -30,7 +30,8 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     try:
         async with engine.begin() as conn:
             yield conn
-    except (OSError, TimeoutError, sa.exc.InterfaceError, sa.exc.OperationalError) as exc:
+    except (OSError, TimeoutError, sa.exc.TimeoutError, sa.exc.InterfaceError, sa.exc.OperationalError) as exc:
+        # sa.exc.TimeoutError: no pooled connection came free within the timeout; a 503 too
         raise DatabaseUnavailable(str(exc)) from exc
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:

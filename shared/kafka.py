@@ -25,6 +25,10 @@ from shared.messaging import AppliedEvents
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 15.0
+BUSY_RETRY_SECONDS = 0.01
+# A consumer's fetch waits at the broker until a record arrives or this passes: the broker
+# answers at once when one arrives, so a long wait costs no latency and spares idle round trips.
+FETCH_MAX_WAIT_MS = 500
 
 
 def make_broker(bootstrap_servers: str, *, client_id: str, idempotence: bool = True) -> KafkaBroker:
@@ -90,7 +94,7 @@ class OutboxRelay:
     """
 
     def __init__(self, *, engine: AsyncEngine, table: sa.Table, broker: KafkaBroker,
-                 connected: asyncio.Event, batch: int = 500, idle_seconds: float = 0.25) -> None:
+                 connected: asyncio.Event, batch: int = 500, idle_seconds: float = 1.0) -> None:
         self._engine, self._table, self._broker, self._connected = engine, table, broker, connected
         self._batch, self._idle = batch, idle_seconds
         self._lock_id = zlib.crc32(f"outbox:{table.fullname}".encode())
@@ -108,7 +112,9 @@ class OutboxRelay:
                 log.warning("outbox relay: %s", exc)
                 sent = 0
                 await asyncio.sleep(1.0)
-            if sent < self._batch:
+            if sent is None:  # another process's relay is sending; it may have missed our rows
+                await asyncio.sleep(BUSY_RETRY_SECONDS)
+            elif sent < self._batch:
                 await self._sleep()
 
     async def _sleep(self) -> None:
@@ -118,11 +124,12 @@ class OutboxRelay:
             pass
         self._wake.clear()
 
-    async def relay_once(self) -> int:
+    async def relay_once(self) -> int | None:
+        """How many rows were sent; None when another relay of the service held the lock."""
         t = self._table
         async with transaction(self._engine) as conn:
             if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id))):
-                return 0
+                return None
             rows = (await conn.execute(
                 sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload)
                 .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self._batch)
@@ -184,7 +191,7 @@ def subscribe(broker: KafkaBroker, *, topics: tuple[str, ...], group_id: str, co
     attempts: dict[tuple[str, int, int], int] = {}
 
     @broker.subscriber(*topics, group_id=group_id, auto_offset_reset="earliest",
-                       fetch_max_wait_ms=20, ack_policy=AckPolicy.NACK_ON_ERROR)
+                       fetch_max_wait_ms=FETCH_MAX_WAIT_MS, ack_policy=AckPolicy.NACK_ON_ERROR)
     async def on_message(message: KafkaMessage) -> None:
         type_name = message.headers.get("type")
         if type_name in EVENT_TYPES and not consume.handles(type_name):

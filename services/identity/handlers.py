@@ -4,12 +4,13 @@ into the outbox in that same transaction."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -155,22 +156,30 @@ async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) ->
     await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
 
 
-def refuse_if_locked(deps: Deps, org: Org, *, email: str, source: str) -> None:
-    """Before anything else a login does (no database, no bcrypt, not even the per-account
-    serialization, so a locked account is answered 423 and never 429): the replica's memory of
-    lockout's decisions. Without that memory (still catching up) ``login`` asks the table."""
-    if deps.memory is None or not deps.memory.ready:
+@contextlib.contextmanager
+def admitted(deps: Deps, org: Org, *, email: str, source: str) -> Iterator[None]:
+    """What a login checks before anything else (no database, no bcrypt): the replica's memory of
+    lockout's decisions, first, so a locked account is answered 423 and never 429 whatever the
+    concurrency; then whether another attempt on the account is in flight here (429). Without
+    that memory (still catching up) ``login`` asks the table."""
+    if deps.memory is None:
+        yield
         return
-    now = deps.clock()
-    locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=_email(email), source=source, now=now)
-    if locked_until is not None:
-        raise _retry_later("account_locked", now, until=locked_until)
+    now, address = deps.clock(), _email(email)
+    if deps.memory.ready:
+        locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=address, source=source, now=now)
+        if locked_until is not None:
+            raise _retry_later("account_locked", now, until=locked_until)
+    with deps.memory.in_flight.claim(org.slug, address) as claimed:
+        if not claimed:
+            raise _one_at_a_time(now)
+        yield
 
 
 async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
                 source: str) -> SignedIn | Refused:
     """A refusal is returned, not raised, when its effects must be committed (LoginFailed).
-    The entrypoint calls ``refuse_if_locked`` first, outside the transaction."""
+    The entrypoint runs it ``admitted``, outside the transaction."""
     address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
     await _admit(repo, deps, org, address, source, now)
     user = await repo.user_by_email(tenant=org.slug, email=address)
@@ -194,7 +203,7 @@ async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, s
     while the memory is not there), or failures that reached a threshold while lockout's verdict
     is on its way."""
     if not await repo.serialize_account(tenant=org.slug, email=address):
-        raise _retry_later("too_many_requests", now, until=now + timedelta(seconds=1))
+        raise _one_at_a_time(now)
     if deps.memory is None or not deps.memory.ready:
         locked_until = await repo.locked_until(tenant=org.slug, email=address, source=source, now=now)
         if locked_until is not None:
@@ -205,6 +214,10 @@ async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, s
                                           max_from_all=policy.max_failures_account, now=now)
     if verdict_due is not None:
         raise _retry_later("too_many_requests", now, until=verdict_due)
+
+
+def _one_at_a_time(now: datetime) -> Refused:
+    return _retry_later("too_many_requests", now, until=now + timedelta(seconds=1))
 
 
 def _retry_later(code: str, now: datetime, *, until: datetime) -> Refused:

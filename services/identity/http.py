@@ -133,11 +133,11 @@ class Portal:
         return outcome
 
     async def login(self, org: Org, request: Request, *, email: str, password: str, remember: bool) -> SignedIn:
-        """A lock known in memory is refused before the transaction; then the login itself."""
+        """A lock known in memory, or an attempt in flight, is refused before the transaction."""
         source = self.source(request)
-        handlers.refuse_if_locked(self.deps, org, email=email, source=source)
-        signed_in: SignedIn = await self.run(handlers.login, org, email=email, password=password, remember=remember,
-                                             source=source)
+        with handlers.admitted(self.deps, org, email=email, source=source):
+            signed_in: SignedIn = await self.run(handlers.login, org, email=email, password=password, remember=remember,
+                                                 source=source)
         return signed_in
 
     def source(self, request: Request) -> str:

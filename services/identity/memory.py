@@ -16,7 +16,9 @@ before there were copies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +33,7 @@ from services.identity.tables import domains, locks, tenants
 from shared import events
 from shared.db import transaction
 from shared.eventlog import partitions_of
+from shared.kafka import FETCH_MAX_WAIT_MS
 from shared.events import Envelope
 from shared.tenancy import TenantSettings
 
@@ -109,12 +112,34 @@ class Locks:
             del self._locks[account]
 
 
+class InFlight:
+    """The accounts with a login being checked in this replica right now. A second attempt on the
+    same account is refused at once, before it takes a database connection; the database's
+    per-account lock does the same across replicas."""
+
+    def __init__(self) -> None:
+        self._accounts: set[tuple[str, str]] = set()
+
+    @contextlib.contextmanager
+    def claim(self, tenant: str, email: str) -> Iterator[bool]:
+        account = (tenant, email)
+        if account in self._accounts:
+            yield False
+            return
+        self._accounts.add(account)
+        try:
+            yield True
+        finally:
+            self._accounts.discard(account)
+
+
 class LiveCopies:
     """The two copies and the reader that keeps them; ``ready`` once it has caught up."""
 
     def __init__(self, *, engine: AsyncEngine, bootstrap_servers: str, group_id: str) -> None:
         self._engine, self._bootstrap, self._group = engine, bootstrap_servers, group_id
         self.organizations, self.locks = Organizations(), Locks()
+        self.in_flight = InFlight()
         self.ready = False
 
     async def run(self) -> None:
@@ -136,7 +161,7 @@ class LiveCopies:
         starts = await self._committed(partitions)
         organizations, locks = await self._load()
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-                                    client_id=f"{self._group}-memory", fetch_max_wait_ms=50, request_timeout_ms=10_000)
+                                    client_id=f"{self._group}-memory", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, request_timeout_ms=10_000)
         await consumer.start()
         try:
             consumer.assign(partitions)
