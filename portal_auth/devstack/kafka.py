@@ -62,8 +62,6 @@ class KafkaHandle:
         self.bootstrap = f"127.0.0.1:{port}"
         self.workdir = workdir
         self.log_path = process.log_path
-        #: Seconds the last start or resume took until the broker answered metadata requests.
-        self.startup_seconds = 0.0
         self._process = process
 
     def __repr__(self) -> str:
@@ -73,12 +71,10 @@ class KafkaHandle:
         """Start the broker (if it is not running) and wait until it answers metadata requests."""
         if self._process.is_running():
             return
-        started = time.monotonic()
         require_free_port(self.port, "Kafka")
         self._process.start()
         wait_until(lambda: kafka_broker_count(self.port) > 0, process=self._process,
                    timeout=READY_TIMEOUT_S, what=f"Kafka on {self.bootstrap}")
-        self.startup_seconds = time.monotonic() - started
 
     def stop(self) -> None:
         """SIGTERM (a controlled shutdown), wait, then kill. Idempotent."""

@@ -13,7 +13,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 from ._net import require_free_port
@@ -44,8 +43,6 @@ class PostgresHandle:
         self.url = f"postgresql+asyncpg://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
         #: The same for plain asyncpg / libpq clients.
         self.dsn = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
-        #: Seconds the start took, initdb included when the data dir was new.
-        self.startup_seconds = 0.0
         self._process = process
 
     def __repr__(self) -> str:
@@ -60,7 +57,6 @@ class PostgresHandle:
 
 def start_postgres(workdir: Path, *, port: int = 5432) -> PostgresHandle:
     """Start PostgreSQL with its data in ``workdir/pgdata``; create the database on first use."""
-    started = time.monotonic()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     bin_dir = _bin_dir()
@@ -80,9 +76,7 @@ def start_postgres(workdir: Path, *, port: int = 5432) -> PostgresHandle:
     except BaseException:
         process.stop()
         raise
-    handle = PostgresHandle(process, port=port, data_dir=data_dir)
-    handle.startup_seconds = time.monotonic() - started
-    return handle
+    return PostgresHandle(process, port=port, data_dir=data_dir)
 
 
 def _bin_dir() -> Path:
