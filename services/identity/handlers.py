@@ -21,7 +21,9 @@ from shared.messaging import Outbox
 from shared.secrets import MailTokenCipher, new_token, token_hash
 from shared.tenancy import TenantSettings
 
-CONFIRM, RESET = "confirm", "reset"
+CONFIRM, RESET, UNLOCK = "confirm", "reset", "unlock"
+UNLOCK_TTL = timedelta(minutes=30)
+FIND_PORTAL_INTERVAL = timedelta(minutes=15)
 
 
 def utcnow() -> datetime:
@@ -138,7 +140,7 @@ async def _admit(repo: IdentityRepository, org: Org, address: str, source: str, 
         raise _retry_later("too_many_requests", now, until=now + timedelta(seconds=1))
     locked_until = await repo.locked_until(tenant=org.slug, email=address, source=source, now=now)
     if locked_until is not None:
-        raise _retry_later("account_locked", now, until=locked_until)
+        raise _retry_later("account_locked", now, until=locked_until, actions=["send_unlock_link"])
     policy = org.settings.lockout
     recent = await repo.recent_failures(tenant=org.slug, email=address, source=source, since=now - _window(org))
     verdict_due = domain.awaiting_lockout(recent, max_from_source=policy.max_failures,
@@ -147,10 +149,10 @@ async def _admit(repo: IdentityRepository, org: Org, address: str, source: str, 
         raise _retry_later("too_many_requests", now, until=verdict_due)
 
 
-def _retry_later(code: str, now: datetime, *, until: datetime) -> Refused:
+def _retry_later(code: str, now: datetime, *, until: datetime, **extra: object) -> Refused:
     """account_locked and too_many_requests carry when to come back, as locked_until and Retry-After."""
     seconds = max(1, math.ceil((until - now).total_seconds()))
-    return Refused(code, retry_after=seconds, locked_until=until.isoformat())
+    return Refused(code, retry_after=seconds, locked_until=until.isoformat(), **extra)
 
 
 def _window(org: Org) -> timedelta:
@@ -207,6 +209,52 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id), tenant=org.slug)
 
 
+async def request_unlock(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
+    """An unlock link, only when the account exists and is locked (identity's copy of lockout's
+    decisions); the answer is the same either way."""
+    repo = IdentityRepository(conn)
+    user = await repo.user_by_email(tenant=org.slug, email=_email(email))
+    if user is None or not await repo.locked(tenant=org.slug, email=user.email, now=deps.clock()):
+        return
+    sealed, expires_at = await _issue(repo, deps, org, user.id, UNLOCK)
+    await deps.outbox.add(conn, events.UnlockRequested(email=user.email, user_id=user.id, host=org.host,
+                                                       token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
+
+
+async def unlock(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) -> None:
+    """The link proves the mailbox: lockout lifts every lock when UnlockLinkUsed reaches it (it
+    stays the one that decides locks); identity clears its own copy now, so the person can sign
+    in at once, as after a reset."""
+    repo = IdentityRepository(conn)
+    row = await _redeem(repo, deps, org, token, UNLOCK)
+    user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
+    await repo.clear_locks(tenant=org.slug, email=user.email, every=True)
+    await repo.clear_failures(tenant=org.slug, email=user.email)
+    await deps.outbox.add(conn, events.UnlockLinkUsed(email=user.email, user_id=user.id), tenant=org.slug)
+
+
+async def renew_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
+    """A new link for the account of an expired or used one, as its request form would send:
+    the page needs no address, and shows none. An unknown token sends nothing."""
+    repo = IdentityRepository(conn)
+    row = await repo.token(tenant=org.slug, purpose=purpose, token_hash=token_hash(token or ""))
+    user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id) if row is not None else None
+    if user is not None:
+        await RENEWALS[purpose](conn, deps, org, email=user.email)
+
+
+async def find_portals(conn: AsyncConnection, deps: Deps, org: Org | None, *, email: str) -> None:
+    """On any host: one email listing the address's organizations and their login pages, at most
+    once per FIND_PORTAL_INTERVAL; nothing when it has no account."""
+    address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
+    portals = await repo.portals_of(email=address)
+    if not portals or not await repo.note_portal_list(email_hash=token_hash(address), now=now, interval=FIND_PORTAL_INTERVAL):
+        return
+    listed = [events.Portal(name=TenantSettings.model_validate(p.settings).display_name or p.name, host=p.host)
+              for p in portals]
+    await deps.outbox.add(conn, events.PortalsRequested(email=address, portals=listed), tenant=events.NO_TENANT)
+
+
 async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
     """Whether a confirmation or reset link can still be used, without using it: the pages say
     "Link expired" before asking for a new password, and a mail scanner's GET changes nothing."""
@@ -235,11 +283,18 @@ def _password(raw: str, org: Org) -> str:
 
 async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> tuple[str, datetime]:
     token, now = new_token(), deps.clock()
-    ttl = org.settings.tokens.confirmation_ttl_seconds if purpose == CONFIRM else org.settings.tokens.reset_ttl_seconds
-    expires_at = now + timedelta(seconds=ttl)
+    expires_at = now + _ttl(org, purpose)
     await repo.issue_token(tenant=org.slug, user_id=user_id, purpose=purpose, token_hash=token_hash(token),
                            expires_at=expires_at, now=now)
     return deps.cipher.encrypt(token), expires_at
+
+
+def _ttl(org: Org, purpose: str) -> timedelta:
+    if purpose == CONFIRM:
+        return timedelta(seconds=org.settings.tokens.confirmation_ttl_seconds)
+    if purpose == RESET:
+        return timedelta(seconds=org.settings.tokens.reset_ttl_seconds)
+    return UNLOCK_TTL
 
 
 async def _live_token(repo: IdentityRepository, deps: Deps, org: Org, token: str, purpose: str) -> Any:
@@ -272,3 +327,7 @@ def _user(user_id: uuid.UUID, email: str, display_name: str | None) -> dict[str,
 
 def _org(org: Org) -> dict[str, Any]:
     return {"slug": org.slug, "name": org.name, "display_name": org.settings.display_name or org.name}
+
+
+# What a renewed link of each purpose sends: exactly what its request form sends.
+RENEWALS: dict[str, Callable[..., Any]] = {CONFIRM: resend_confirmation, RESET: forgot_password, UNLOCK: request_unlock}
