@@ -139,7 +139,7 @@ class View:
             return
         sent = (await request.form()).get(CSRF_FIELD)
         cookie = request.cookies.get(self.settings.csrf_cookie_name)
-        if not request.cookies and isinstance(sent, str) and sent:
+        if not request.cookies and isinstance(sent, str) and sent and self._from_this_host(request):
             raise CookiesBlocked()
         token_matches = isinstance(sent, str) and bool(cookie) and hmac.compare_digest(sent.encode(), str(cookie).encode())
         if not (token_matches and self._from_this_host(request)):

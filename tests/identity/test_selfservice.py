@@ -178,3 +178,26 @@ async def test_renewing_an_unknown_link_answers_the_same_and_sends_nothing(clien
     assert page.status_code == 400 and "Link invalid or already used" in words(page)
     sent = await client.post("/renew-link", data={"csrf_token": csrf, "token": "not-a-real-token", "purpose": "reset"})
     assert sent.status_code == 200 and "Check your email" in words(sent)
+
+
+# --- cause 6: a browser that refuses cookies (the browser itself: test_browser.py) -------------------
+
+
+async def test_a_form_that_comes_back_without_cookies_is_told_from_a_refused_cookie(system: System, org: Org) -> None:
+    async with portal(system, org) as first_visit:
+        _, csrf = await open_form(first_visit, "/login")
+    async with portal(system, org) as refusing:  # sends back no cookie, whatever it was given
+        probe = await refusing.post("/login", data={"csrf_token": csrf, "email": "a@example.com", "password": "x"})
+        assert probe.status_code == 303
+        refusing.cookies.clear()
+        page = await refusing.get(probe.headers["location"])
+        assert page.status_code == 400 and "Cookies are blocked for this site" in words(page)
+    async with portal(system, org) as keeping:  # its cookie had merely gone (a browser restart): it keeps the new one
+        probe = await keeping.post("/login", data={"csrf_token": csrf, "email": "a@example.com", "password": "x"})
+        page = await keeping.get(probe.headers["location"])
+        assert page.status_code == 403 and "This form has expired" in words(page) and 'href="/login"' in page.text
+
+
+async def test_account_page_right_after_sign_in_without_the_cookie_says_cookies_are_blocked(client: httpx.AsyncClient) -> None:
+    page = await client.get("/?signed_in=1")
+    assert page.status_code == 400 and "Cookies are blocked for this site" in words(page)
