@@ -15,12 +15,12 @@ import shutil
 import signal
 from pathlib import Path
 
+from portal_auth.devstack._net import port_accepts
+from portal_auth.devstack._proc import ManagedProcess, wait_until
+
 # The gateway's own pages, one file each, for any nginx in front of identity (compose too).
 PAGES = Path(__file__).resolve().parent / "gateway_pages"
 RETRY_AFTER_SECONDS = 5
-
-from portal_auth.devstack._proc import ManagedProcess, wait_until
-from portal_auth.devstack._net import port_accepts
 
 CONFIG = """\
 worker_processes 1;

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import httpx
@@ -16,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from portal_auth.system import System
 from tests.conftest import ADMIN_TOKEN, Org, create_org, link_in, mail_to, portal, records_on, text_of
 from tests.identity.conftest import (
-    PASSWORD, assert_problem, confirmed_account, expire_link, lock, login, mailed_tokens, new_email, register,
+    assert_problem,
+    confirmed_account,
+    expire_link,
+    lock,
+    login,
+    mailed_tokens,
+    new_email,
+    register,
 )
 from tests.identity.test_pages import HIDDEN_TOKEN, open_form, submit, words
 
@@ -124,7 +130,8 @@ async def test_find_portal_on_an_unknown_host_mails_each_organization_once(syste
     for org in (first, second):
         async with portal(system, org) as client:
             await register(client, email)
-    async with httpx.AsyncClient(base_url=system.url("identity"), headers={"Host": f"nowhere-{uuid.uuid4().hex[:8]}.localhost"}) as anywhere:
+    nowhere = {"Host": f"nowhere-{uuid.uuid4().hex[:8]}.localhost"}
+    async with httpx.AsyncClient(base_url=system.url("identity"), headers=nowhere) as anywhere:
         answers = [await anywhere.post("/auth/find-portal", json={"email": e}) for e in (new_email(), email, email)]
     assert {(a.status_code, a.text) for a in answers} == {(202, '{"status":"sent_if_known"}')}
 
@@ -141,7 +148,8 @@ async def test_find_portal_on_an_unknown_host_mails_each_organization_once(syste
 
 
 async def test_organization_not_found_page_links_to_find_portal_which_works_there(system: System) -> None:
-    async with httpx.AsyncClient(base_url=system.url("identity"), headers={"Host": f"lost-{uuid.uuid4().hex[:8]}.localhost"}) as lost:
+    unknown_host = {"Host": f"lost-{uuid.uuid4().hex[:8]}.localhost"}
+    async with httpx.AsyncClient(base_url=system.url("identity"), headers=unknown_host) as lost:
         page = await lost.get("/login")
         assert page.status_code == 404 and "Organization not found" in words(page)
         assert 'href="/find-portal"' in page.text and "Find your portal" in words(page)
