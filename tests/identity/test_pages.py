@@ -90,8 +90,8 @@ async def test_locked_login_page_says_until_when(system: System, org: Org) -> No
 async def test_signing_in_lands_on_the_account_page_and_signing_out_leaves_it(system: System, client: httpx.AsyncClient) -> None:
     account = await confirmed_account(system, client)
     signed_in = await submit(client, "/login", "/login", email=account.email, password=account.password)
-    assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/")
-    home, token = await open_form(client, "/")
+    assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/?signed_in=1")
+    home, token = await open_form(client, signed_in.headers["location"])
     assert home.status_code == 200 and account.email in words(home) and "Acme Corp" in words(home)
     signed_out = await client.post("/logout", data={"csrf_token": token})
     assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/login?notice=signed_out")

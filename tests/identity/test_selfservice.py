@@ -17,6 +17,7 @@ from tests.conftest import ADMIN_TOKEN, Org, create_org, link_in, mail_to, porta
 from tests.identity.conftest import (
     assert_problem,
     confirmed_account,
+    every_row,
     expire_link,
     lock,
     login,
@@ -94,6 +95,10 @@ async def test_unlock_link_lifts_every_lock_once_and_lockout_records_it(
                 if r.key == f"{org.slug}:{account.email}".encode()]
     assert [(e["type"], e["version"], e["data"]["reason"]) for e in unlocked if e["type"] == "AccountUnlocked"] \
         == [("AccountUnlocked", 2, "email_link")]
+    stored = {"topics": "\n".join(r.value.decode(errors="replace") for r in await records_on(system.infra.kafka_bootstrap)),
+              "tables": await every_row(system.infra.database_url),
+              "logs": "\n".join(p.read_text(errors="replace") for p in (system.workdir / "logs").glob("*.log"))}
+    assert [where for where, text in stored.items() if token in text] == []
 
 
 async def test_expired_unlock_link_is_token_expired(
