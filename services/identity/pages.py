@@ -47,6 +47,7 @@ NOTICES = {
     "password_changed": "Your password has been changed. Sign in with the new one.",
     "signed_out": "You are signed out.",
     "unlocked": "Your account is unlocked. You can sign in now.",
+    "signed_out_everywhere": "You are signed out on every device.",
 }
 LOCAL_PATH = re.compile(r"/(?:[a-z-]+/?)*")
 # What an expired or used link of each purpose can be renewed as (the page's one-click button).
@@ -73,7 +74,9 @@ class TokenForm(BaseModel):
     token: str = Field("", max_length=MAX_FIELD)
 
 
-class ResetForm(TokenForm):
+class TokenPasswordForm(TokenForm):
+    """A link's token and a password: the new one (reset) or the account's own (confirm)."""
+
     password: str = Field("", max_length=MAX_PASSWORD_FIELD)
 
 
@@ -248,6 +251,16 @@ def router(portal: Portal) -> APIRouter:
         portal.sign_out(response)
         return response
 
+    @pages.post("/logout-all")
+    async def logout_all(request: Request, org: Organization) -> Response:
+        try:
+            await portal.run(handlers.logout_all, org, cookie_value=portal.session_cookie(request))
+        except Refused:  # already signed out: nothing left to end
+            pass
+        response = redirect("/login?notice=signed_out_everywhere")
+        portal.sign_out(response)
+        return response
+
     @pages.get("/register")
     async def register_page(request: Request, org: Organization) -> HTMLResponse:
         return view.page(request, "register.html", org, form=RegisterForm())
@@ -277,8 +290,8 @@ def router(portal: Portal) -> APIRouter:
 
     @pages.post("/confirm")
     @refusals_shown_on("confirm.html")
-    async def confirm(request: Request, org: Organization, form: Annotated[TokenForm, Form()]) -> Response:
-        await portal.run(handlers.confirm, org, token=form.token)
+    async def confirm(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
+        await portal.run(handlers.confirm, org, token=form.token, password=form.password, source=portal.source(request))
         return redirect("/login?notice=confirmed")
 
     @pages.get("/forgot-password")
@@ -299,7 +312,7 @@ def router(portal: Portal) -> APIRouter:
 
     @pages.post("/reset-password")
     @refusals_shown_on("reset.html")
-    async def reset(request: Request, org: Organization, form: Annotated[ResetForm, Form()]) -> Response:
+    async def reset(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
         await portal.run(handlers.reset_password, org, token=form.token, password=form.password)
         return redirect("/login?notice=password_changed")
 

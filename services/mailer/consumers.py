@@ -21,6 +21,7 @@ KINDS: dict[type[events.AccountEvent], Kind] = {
     events.RegistrationRepeated: Kind.REGISTRATION_NOTICE,
     events.UnlockRequested: Kind.UNLOCK,
     events.PortalsRequested: Kind.PORTALS,
+    events.PasswordChanged: Kind.PASSWORD_CHANGED,
 }
 TOPICS = (events.IDENTITY_TOPIC, events.TENANT_TOPIC)
 
