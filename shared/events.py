@@ -162,6 +162,9 @@ class PortalsRequested(AccountEvent):
     portals: list[Portal]
 
 
+RevokeReason = Literal["logout", "logout_all", "password_changed", "expired"]
+
+
 class SessionRevoked(AccountEvent):
     """Version 2: the reason may be ``logout_all`` (the person ended every session)."""
 
@@ -170,7 +173,7 @@ class SessionRevoked(AccountEvent):
     TOPIC = IDENTITY_TOPIC
     user_id: uuid.UUID
     session_id: uuid.UUID
-    reason: Literal["logout", "logout_all", "password_changed", "expired"]
+    reason: RevokeReason
 
 
 # --- lockout.events --------------------------------------------------------------------------
