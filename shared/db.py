@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,8 +15,15 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached in time; callers answer 503 service_unavailable."""
 
 
+# One budget for taking a connection, per engine: waiting for the pool, the pre-ping of a pooled
+# connection and, when that fails, a new connection all fit in it together. Each step has its
+# own timeout too, but one after the other they would add up (a hung database cost the first
+# request pre-ping + connect, twice the budget).
+_checkout_budget: weakref.WeakKeyDictionary[AsyncEngine, float] = weakref.WeakKeyDictionary()
+
+
 def make_engine(url: str, *, timeout: float = 2.0, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -22,20 +31,61 @@ def make_engine(url: str, *, timeout: float = 2.0, pool_size: int = 10) -> Async
         pool_pre_ping=True,
         connect_args={"timeout": timeout, "command_timeout": timeout},
     )
+    _checkout_budget[engine] = timeout
+    return engine
 
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One unit of work: committed when the block ends, rolled back if it raises."""
     try:
-        async with engine.begin() as conn:
-            yield conn
+        conn = await _checkout(engine)
+        try:
+            async with conn.begin():
+                yield conn
+        finally:
+            await conn.close()
     except (OSError, TimeoutError, sa.exc.InterfaceError, sa.exc.OperationalError) as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
+        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseUnavailable(str(exc)) from exc
         raise
+
+
+_abandoned: set[asyncio.Task[AsyncConnection]] = set()
+
+
+async def _checkout(engine: AsyncEngine) -> AsyncConnection:
+    """A connection within the engine's budget, or TimeoutError once it is spent.
+
+    The checkout runs as a task of its own that is abandoned (cancelled, then closed whenever it
+    ends) when the budget runs out: cancelling it in place is not enough, because a connection
+    whose pre-ping failed is closed "gracefully", shielded from cancellation, for up to 2 s more.
+    """
+    conn = engine.connect()
+    starting = asyncio.ensure_future(conn.start())
+    try:
+        done, _ = await asyncio.wait({starting}, timeout=_checkout_budget.get(engine))
+    except BaseException:
+        _abandon(starting, conn)
+        raise
+    if not done:
+        _abandon(starting, conn)
+        raise TimeoutError("no database connection within the budget")
+    return starting.result()
+
+
+def _abandon(starting: asyncio.Task[AsyncConnection], conn: AsyncConnection) -> None:
+    def close(task: asyncio.Task[AsyncConnection]) -> None:
+        _abandoned.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            closing = asyncio.ensure_future(conn.close())
+            _abandoned.add(closing)  # type: ignore[arg-type]
+            closing.add_done_callback(_abandoned.discard)  # type: ignore[arg-type]
+    _abandoned.add(starting)
+    starting.add_done_callback(close)
+    starting.cancel()
 
 
 async def ping(engine: AsyncEngine) -> bool:
