@@ -102,12 +102,20 @@ async def resend_confirmation(conn: AsyncConnection, deps: Deps, org: Org, *, em
                                                              token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
 
-async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) -> None:
-    repo = IdentityRepository(conn)
-    row = await _redeem(repo, deps, org, token, CONFIRM)
+async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, password: str, source: str) -> Refused | None:
+    """The link proves the mailbox, the password proves the registrant: someone who registered
+    another person's address cannot have that person confirm the squatter's account. A wrong
+    password is a failed login (returned, so its LoginFailed commits) and leaves the link usable."""
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await _live_token(repo, deps, org, token, CONFIRM)
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
-    await repo.confirm_user(tenant=org.slug, user_id=user.id, now=deps.clock())
+    await _admit(repo, org, user.email, source, now)
+    if not await deps.hasher.verify(password, user.password_hash):
+        return await _login_failed(conn, repo, deps, org, email=user.email, source=source, now=now)
+    await repo.use_token(token_hash=row.token_hash, now=now)
+    await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
+    return None
 
 
 async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
@@ -117,9 +125,7 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     await _admit(repo, org, address, source, now)
     user = await repo.user_by_email(tenant=org.slug, email=address)
     if not await deps.hasher.verify(password, user.password_hash if user else None):
-        await repo.record_failure(tenant=org.slug, email=address, source=source, now=now, window=_window(org))
-        await deps.outbox.add(conn, events.LoginFailed(email=address, source=source), tenant=org.slug)
-        return Refused("invalid_credentials")
+        return await _login_failed(conn, repo, deps, org, email=address, source=source, now=now)
     if user.confirmed_at is None:  # said only now, after the right password
         raise Refused("user_not_confirmed", actions=["resend_confirmation"])
     await repo.clear_failures(tenant=org.slug, email=address, source=source)
@@ -128,6 +134,14 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     signed_in = await _open_session(repo, deps, org, user, remember=remember, now=now)
     await deps.outbox.add(conn, events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
     return signed_in
+
+
+async def _login_failed(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, source: str,
+                        now: datetime) -> Refused:
+    """A wrong password, at login or on a confirmation link: lockout counts it either way."""
+    await repo.record_failure(tenant=org.slug, email=email, source=source, now=now, window=_window(org))
+    await deps.outbox.add(conn, events.LoginFailed(email=email, source=source), tenant=org.slug)
+    return Refused("invalid_credentials")
 
 
 async def _admit(repo: IdentityRepository, org: Org, address: str, source: str, now: datetime) -> None:
@@ -171,11 +185,25 @@ async def current_session(conn: AsyncConnection, deps: Deps, org: Org, *, cookie
 async def logout(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
     repo, now = IdentityRepository(conn), deps.clock()
     row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
+    if row is not None:
+        await _revoke(conn, repo, deps, org, email=row.email, user_id=row.user_id, reason="logout", session_id=row.id)
+
+
+async def logout_all(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
+    """Every session of the signed-in person ends, this one too: after a suspected compromise."""
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
     if row is None:
-        return
-    await repo.revoke_sessions(tenant=org.slug, user_id=row.user_id, session_id=row.id, now=now)
-    await deps.outbox.add(conn, events.SessionRevoked(email=row.email, user_id=row.user_id, session_id=row.id, reason="logout"),
-                          tenant=org.slug)
+        raise Refused("not_authenticated")
+    await _revoke(conn, repo, deps, org, email=row.email, user_id=row.user_id, reason="logout_all")
+
+
+async def _revoke(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, user_id: uuid.UUID,
+                  reason: str, session_id: uuid.UUID | None = None) -> None:
+    """One session, or with no ``session_id`` every session of the user; a SessionRevoked for each."""
+    for revoked in await repo.revoke_sessions(tenant=org.slug, user_id=user_id, session_id=session_id, now=deps.clock()):
+        await deps.outbox.add(conn, events.SessionRevoked(email=email, user_id=user_id, session_id=revoked, reason=reason),
+                              tenant=org.slug)
 
 
 async def forgot_password(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
@@ -201,10 +229,8 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await repo.clear_locks(tenant=org.slug, email=user.email, every=True)
     await repo.clear_failures(tenant=org.slug, email=user.email)
-    for session_id in await repo.revoke_sessions(tenant=org.slug, user_id=user.id, now=now):
-        await deps.outbox.add(conn, events.SessionRevoked(email=user.email, user_id=user.id, session_id=session_id,
-                                                          reason="password_changed"), tenant=org.slug)
-    await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id), tenant=org.slug)
+    await _revoke(conn, repo, deps, org, email=user.email, user_id=user.id, reason="password_changed")
+    await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id, host=org.host), tenant=org.slug)
 
 
 async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
@@ -231,6 +257,8 @@ def _password(raw: str, org: Org) -> str:
         raise Refused("password_too_short", min_length=exc.min_length, title=title) from None
     except domain.PasswordTooLong:
         raise Refused("password_too_long", max_length=domain.MAX_PASSWORD_CHARS) from None
+    except domain.PasswordTooCommon:
+        raise Refused("password_too_common") from None
 
 
 async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> tuple[str, datetime]:
