@@ -14,6 +14,10 @@ from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 MAX_PASSWORD_CHARS = 1024
 MAX_EMAIL_CHARS = 254
+# At most this many links of one purpose (confirmation, reset) per account in the window: more
+# would let anyone flood a mailbox, and since a new link voids none, asking again voids nothing.
+LINKS_PER_WINDOW = 3
+LINK_WINDOW = timedelta(minutes=15)
 # How long identity waits for lockout's verdict on failures that reached a threshold (see awaiting_lockout).
 LOCKOUT_VERDICT = timedelta(seconds=5)
 

@@ -87,7 +87,7 @@ async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, p
         existing = await repo.user_by_email(tenant=org.slug, email=address)
         await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
         return
-    sealed, expires_at = await _issue(repo, deps, org, user_id, CONFIRM)
+    sealed, expires_at = await _issue(repo, deps, org, user_id, CONFIRM)  # the first link: never over the limit
     await deps.outbox.add(conn, events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
                                                       expires_at=expires_at, display_name=display_name), tenant=org.slug)
 
@@ -95,7 +95,7 @@ async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, p
 async def resend_confirmation(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
     repo = IdentityRepository(conn)
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
-    if user is None or user.confirmed_at is not None:
+    if user is None or user.confirmed_at is not None or not await _may_issue(repo, deps, org, user.id, CONFIRM):
         return
     sealed, expires_at = await _issue(repo, deps, org, user.id, CONFIRM)
     await deps.outbox.add(conn, events.ConfirmationRequested(email=user.email, user_id=user.id, host=org.host,
@@ -112,7 +112,7 @@ async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, pa
     await _admit(repo, org, user.email, source, now)
     if not await deps.hasher.verify(password, user.password_hash):
         return await _login_failed(conn, repo, deps, org, email=user.email, source=source, now=now)
-    await repo.use_token(token_hash=row.token_hash, now=now)
+    await _use(repo, deps, org, row)
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
     return None
@@ -209,7 +209,7 @@ async def _revoke(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, o
 async def forgot_password(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
     repo = IdentityRepository(conn)
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
-    if user is None:
+    if user is None or not await _may_issue(repo, deps, org, user.id, RESET):
         return
     sealed, expires_at = await _issue(repo, deps, org, user.id, RESET)
     await deps.outbox.add(conn, events.ResetRequested(email=user.email, user_id=user.id, host=org.host,
@@ -261,6 +261,12 @@ def _password(raw: str, org: Org) -> str:
         raise Refused("password_too_common") from None
 
 
+async def _may_issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> bool:
+    """Whether another link may go out; when not, the request is answered the same and nothing changes."""
+    since = deps.clock() - domain.LINK_WINDOW
+    return await repo.tokens_issued(tenant=org.slug, user_id=user_id, purpose=purpose, since=since) < domain.LINKS_PER_WINDOW
+
+
 async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> tuple[str, datetime]:
     token, now = new_token(), deps.clock()
     ttl = org.settings.tokens.confirmation_ttl_seconds if purpose == CONFIRM else org.settings.tokens.reset_ttl_seconds
@@ -282,8 +288,15 @@ async def _live_token(repo: IdentityRepository, deps: Deps, org: Org, token: str
 
 async def _redeem(repo: IdentityRepository, deps: Deps, org: Org, token: str, purpose: str) -> Any:
     row = await _live_token(repo, deps, org, token, purpose)
-    await repo.use_token(token_hash=row.token_hash, now=deps.clock())
+    await _use(repo, deps, org, row)
     return row
+
+
+async def _use(repo: IdentityRepository, deps: Deps, org: Org, row: Any) -> None:
+    """Once one link of a purpose is used, its siblings have done their work and stop working."""
+    now = deps.clock()
+    await repo.use_token(token_hash=row.token_hash, now=now)
+    await repo.supersede_tokens(tenant=org.slug, user_id=row.user_id, purpose=row.purpose, now=now)
 
 
 async def _open_session(repo: IdentityRepository, deps: Deps, org: Org, user: Any, *, remember: bool, now: datetime) -> SignedIn:

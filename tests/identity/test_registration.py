@@ -197,14 +197,32 @@ async def test_resend_answers_the_same_for_any_address(system: System, client: h
     assert {(a.status_code, a.text) for a in answers} == {(202, '{"status":"confirmation_sent"}')}
 
 
-async def test_resend_mails_a_fresh_link_and_the_old_one_stops_working(system: System, client: httpx.AsyncClient) -> None:
+async def test_resend_mails_a_fresh_link_and_the_old_one_keeps_working_until_one_is_used(
+        system: System, client: httpx.AsyncClient) -> None:
     email = new_email()
     await register(client, email)
     await mailed_tokens(system, email, "/confirm")
     await client.post("/auth/confirmation/resend", json={"email": email})
     old, fresh = await mailed_tokens(system, email, "/confirm", count=2)
-    assert_problem(await client.post("/auth/confirm", json={"token": old, "password": PASSWORD}), "token_invalid")
-    assert (await client.post("/auth/confirm", json={"token": fresh, "password": PASSWORD})).status_code == 200
+    assert (await client.post("/auth/confirm", json={"token": old, "password": PASSWORD})).status_code == 200
+    assert_problem(await client.post("/auth/confirm", json={"token": fresh, "password": PASSWORD}), "token_invalid")
+
+
+async def test_at_most_three_confirmation_links_in_15_minutes_and_a_further_request_voids_none(
+        system: System, client: httpx.AsyncClient, org: Org) -> None:
+    email = new_email()
+    await register(client, email)
+    for _ in range(3):  # the registration's link and two more; the third resend is one too many
+        answer = await client.post("/auth/confirmation/resend", json={"email": email})
+        assert (answer.status_code, answer.json()) == (202, {"status": "confirmation_sent"})
+    first, *_ = await mailed_tokens(system, email, "/confirm", count=3)
+
+    await register(client, email)  # a later event and email for the same account: the notice
+    events = await account_events(system, org, email, until="RegistrationRepeated", count=1)
+    assert sum(e["type"] in ("UserRegistered", "ConfirmationRequested") for e in events) == 3
+    await mail_to(system, email, count=4)
+    assert len(await mailed_tokens(system, email, "/confirm")) == 3
+    assert (await client.post("/auth/confirm", json={"token": first, "password": PASSWORD})).status_code == 200
 
 
 async def test_confirmation_link_is_no_link_on_another_organizations_host(
