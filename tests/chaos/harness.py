@@ -46,6 +46,7 @@ from tests.conftest import ADMIN_TOKEN, records_on, text_of
 SERVICES = ("identity", "lockout", "tenant", "mailer")
 MAX_FAILURES = 5  # the organizations' default lockout.max_failures
 CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
+RESTART_TIMEOUT = 240.0  # seconds until a restarted service must be ready: a minute is not enough on a busy machine
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ class Faults:
             os.kill(process.pid, signal.SIGKILL)
             await asyncio.to_thread(process.wait, 10)
             started = time.monotonic()
-            await asyncio.to_thread(self.system.restart, service)
+            await asyncio.to_thread(self.system.restart, service, timeout=RESTART_TIMEOUT)
             return f"restarted, ready after {time.monotonic() - started:.1f} s"
         await self._timed(f"kill -9 {service}", action)
 
@@ -272,7 +273,7 @@ class Faults:
             if process.is_running():
                 armed.unlink(missing_ok=True)
                 raise AssertionError(f"{service} never reached {point} within {timeout:.0f} s")
-            await asyncio.to_thread(self.system.restart, service)
+            await asyncio.to_thread(self.system.restart, service, timeout=RESTART_TIMEOUT)
             return f"crashed there (SIGKILL, exit {process.returncode()}), restarted"
         await self._timed(f"kill -9 {service} at {point}", action)
 
@@ -305,7 +306,7 @@ class Faults:
             process = self.system.processes[service].process
             await asyncio.to_thread(process.stop)
             await asyncio.sleep(seconds)
-            await asyncio.to_thread(self.system.restart, service)
+            await asyncio.to_thread(self.system.restart, service, timeout=RESTART_TIMEOUT)
         await self._timed(f"{service} down {seconds:.0f} s", action)
 
     async def partition(self, service: str, seconds: float) -> None:

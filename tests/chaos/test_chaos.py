@@ -14,7 +14,7 @@ import pytest
 
 from portal_auth.system import SERVICES, Infrastructure, System
 from tests.chaos.harness import (
-    FULL, SHORT, Faults, MailIndex, Org, Workload, audit, compare_lockout_with_log, partitions_possible, wait_for_quiet,
+    FULL, RESTART_TIMEOUT, SHORT, Faults, MailIndex, Org, Workload, audit, compare_lockout_with_log, partitions_possible, wait_for_quiet,
 )
 from tests.conftest import ADMIN_TOKEN, service_env, wait_until_resolves
 
@@ -37,7 +37,7 @@ def chaos_system(infra: Infrastructure, workdir: Path, failpoints: Path) -> Iter
     running = System(infra=infra, workdir=workdir, env=env)
     try:
         for service in SERVICES:
-            running.start(service)
+            running.start(service, timeout=RESTART_TIMEOUT)
         yield running
     finally:
         running.stop_all()
