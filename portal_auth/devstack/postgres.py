@@ -64,6 +64,9 @@ class PostgresHandle:
 
     def resume(self) -> None:
         """Start the paused server again on the same port and data; return once it answers."""
+        os_user = _server_os_user()
+        if os_user is not None:  # another pytest session may have made its temporary root 0700 again meanwhile
+            _let_user_reach(os_user, self.data_dir, _bin_dir())
         self._process.start()
         wait_until(lambda: _accepts_queries(_bin_dir(), self.port), process=self._process,
                    timeout=READY_TIMEOUT_S, what=f"PostgreSQL on 127.0.0.1:{self.port}")
