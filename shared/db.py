@@ -6,6 +6,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -92,6 +93,21 @@ def _abandon(starting: asyncio.Task[AsyncConnection], conn: AsyncConnection) -> 
     _abandoned.add(starting)
     starting.add_done_callback(close)
     starting.cancel()
+
+
+R = TypeVar("R")
+
+
+@overload
+def record(kind: type[R], row: sa.Row[Any]) -> R: ...
+@overload
+def record(kind: type[R], row: sa.Row[Any] | None) -> R | None: ...
+def record(kind: type[R], row: sa.Row[Any] | None) -> R | None:
+    """A result row as a repository's typed record: a dataclass naming the columns it reads."""
+    if row is None:
+        return None
+    fields = row._mapping
+    return kind(**{name: fields[name] for name in getattr(kind, "__dataclass_fields__")})  # noqa: B009
 
 
 async def ping(engine: AsyncEngine) -> bool:
