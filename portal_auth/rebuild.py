@@ -54,8 +54,9 @@ def copies_of(service: str) -> Copies:
         from services.mailer import consumers as mailer
         from services.mailer.tables import metadata as mailer_tables
 
-        feeding = {kind: handler for kind, handler in mailer.handlers_for(None).items()  # type: ignore[arg-type]
-                   if kind in TENANT_EVENTS}  # the emails' handler (which needs the sender) is not a copy
+        feeding: dict[type[events.Event], Handler] = {
+            kind: handler for kind, handler in mailer.handlers_for(None).items()  # type: ignore[arg-type]
+            if kind in TENANT_EVENTS}  # the emails' handler (which needs the sender) is not a copy
         return Copies("mailer", mailer_tables, ("organizations",), (events.TENANT_TOPIC,), feeding)
     raise ValueError(f"no copies to rebuild for {service!r}")
 

@@ -60,7 +60,7 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         raise
 
 
-_abandoned: set[asyncio.Task[AsyncConnection]] = set()
+_abandoned: set[asyncio.Future[Any]] = set()
 
 
 async def _checkout(engine: AsyncEngine) -> AsyncConnection:
@@ -88,8 +88,8 @@ def _abandon(starting: asyncio.Task[AsyncConnection], conn: AsyncConnection) -> 
         _abandoned.discard(task)
         if not task.cancelled() and task.exception() is None:
             closing = asyncio.ensure_future(conn.close())
-            _abandoned.add(closing)  # type: ignore[arg-type]
-            closing.add_done_callback(_abandoned.discard)  # type: ignore[arg-type]
+            _abandoned.add(closing)
+            closing.add_done_callback(_abandoned.discard)
     _abandoned.add(starting)
     starting.add_done_callback(close)
     starting.cancel()

@@ -86,10 +86,10 @@ async def _quietly(aw: Awaitable[Any]) -> None:
         pass
 
 
-def make_producer(bootstrap_servers: str, *, client_id: str, idempotence: bool = True) -> AIOKafkaProducer:
-    """The outbox relay's producer: acks=all and, where the broker has it, idempotent."""
+def make_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
+    """The outbox relay's producer: acks=all and idempotent, like the broker's."""
     return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, client_id=f"{client_id}-relay", acks="all",
-                            enable_idempotence=idempotence, linger_ms=0, request_timeout_ms=10_000)
+                            enable_idempotence=True, linger_ms=0, request_timeout_ms=10_000)
 
 
 class OutboxRelay:

@@ -44,8 +44,8 @@ class Runtime:
         broker = make_broker(settings.kafka_bootstrap_servers, client_id=name)
         connected = asyncio.Event()
         out = metadata.tables[f"{metadata.schema}.outbox"]
-        relay = OutboxRelay(engine=engine, table=out, connected=connected, producer=lambda: make_producer(
-            settings.kafka_bootstrap_servers, client_id=name, idempotence=settings.kafka_idempotence))
+        relay = OutboxRelay(engine=engine, table=out, connected=connected,
+                            producer=lambda: make_producer(settings.kafka_bootstrap_servers, client_id=name))
         applied = AppliedEvents(metadata.tables[f"{metadata.schema}.applied_events"])
         return cls(name, settings, engine, broker, Outbox(out, producer=name), applied, relay, connected)
 

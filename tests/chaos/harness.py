@@ -179,7 +179,7 @@ class Workload:
             return
         self.ledger.registered.add(key)
         token = await self.mail.token(email, "/confirm", timeout=120)
-        if token is None or self.stop.is_set() and rng.random() < 0.5:
+        if token is None or (self.stop.is_set() and rng.random() < 0.5):
             return
         if await self._post(org, source, "/auth/confirm", {"token": token, "password": password}) != 200:
             return
