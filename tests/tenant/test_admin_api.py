@@ -57,6 +57,7 @@ async def test_created_organization_gets_the_default_settings(admin: httpx.Async
     assert answer.json()["settings"]["password"] == {"min_length": 12}
     assert answer.json()["settings"]["lockout"] == {"max_failures": 5, "max_failures_account": 20,
                                                     "window_seconds": 900, "lock_seconds": 900}
+    assert answer.json()["settings"]["limits"] == {"requests_per_source_per_minute": 60, "failed_logins_per_source": 30}
     assert (await admin.get(f"/admin/tenants/{tenant['slug']}")).json() == answer.json()
     assert tenant["slug"] in [t["slug"] for t in (await admin.get("/admin/tenants")).json()["tenants"]]
 
@@ -135,6 +136,9 @@ async def test_bad_domain_added_is_422_naming_host(admin: httpx.AsyncClient) -> 
     ({"lockout": {"lock_seconds": 86401}}, "settings.lockout.lock_seconds"),
     ({"tokens": {"reset_ttl_seconds": 0}}, "settings.tokens.reset_ttl_seconds"),
     ({"tokens": {"confirmation_ttl_seconds": 10**9}}, "settings.tokens.confirmation_ttl_seconds"),
+    ({"limits": {"requests_per_source_per_minute": 0}}, "settings.limits.requests_per_source_per_minute"),
+    ({"limits": {"requests_per_source_per_minute": 100_001}}, "settings.limits.requests_per_source_per_minute"),
+    ({"limits": {"failed_logins_per_source": 0}}, "settings.limits.failed_logins_per_source"),
     ({"support_email": "not an address"}, "settings.support_email"),
     ({"display_name": ""}, "settings.display_name"),
 ], ids=lambda value: value if isinstance(value, str) else None)
