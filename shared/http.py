@@ -152,7 +152,8 @@ def admin_guard(admin_token: str) -> Callable[[Request], Awaitable[None]]:
 
     async def guard(request: Request) -> None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), admin_token.encode()):
+        matches = bool(given) and bool(admin_token) and hmac.compare_digest(given.encode(), admin_token.encode())
+        if scheme.lower() != "bearer" or not matches:  # an empty token never matches, even an empty setting
             raise Problem("unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
     return guard

@@ -44,6 +44,7 @@ def infra(workdir: Path) -> Iterator[Infrastructure]:
 
 def service_env(infra: Infrastructure) -> dict[str, str]:
     return {
+        "ENVIRONMENT": "local",  # plain HTTP, 4 bcrypt rounds and a short admin token are for here only
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "MAIL_TOKEN_KEY": new_mail_token_key(),
         "BCRYPT_ROUNDS": "4",
