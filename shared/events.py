@@ -158,7 +158,26 @@ class AccountUnlocked(AccountEvent):
 # --- tenant.events ---------------------------------------------------------------------------
 
 
-class TenantCreated(Event):
+class Actor(BaseModel):
+    """Who made an administrative change, for the audit: the address the request came from, the
+    request's id (``X-Request-ID`` when the caller sent one, echoed in the answer), and the
+    admin token's name where tokens are named (None while there is one unnamed ADMIN_TOKEN)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    request_id: str
+    name: str | None = None
+
+
+class _AdminChange(Event):
+    """Version 2 of every tenant event adds the ``actor``; version 1 events read with None."""
+
+    VERSION = 2
+    actor: Actor | None
+
+
+class TenantCreated(_AdminChange):
     TYPE = "TenantCreated"
     TOPIC = TENANT_TOPIC
     slug: str
@@ -167,7 +186,7 @@ class TenantCreated(Event):
     settings: dict[str, Any]
 
 
-class TenantUpdated(Event):
+class TenantUpdated(_AdminChange):
     TYPE = "TenantUpdated"
     TOPIC = TENANT_TOPIC
     slug: str
@@ -175,14 +194,14 @@ class TenantUpdated(Event):
     settings: dict[str, Any]
 
 
-class DomainAdded(Event):
+class DomainAdded(_AdminChange):
     TYPE = "DomainAdded"
     TOPIC = TENANT_TOPIC
     slug: str
     host: str
 
 
-class DomainRemoved(Event):
+class DomainRemoved(_AdminChange):
     TYPE = "DomainRemoved"
     TOPIC = TENANT_TOPIC
     slug: str
@@ -222,6 +241,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("SessionRevoked", 1): dict,  # version 2 only adds a reason: every version 1 reads as it was
     ("PasswordChanged", 1): lambda data: {**data, "host": ""},
+    **{(kind, 1): (lambda data: {**data, "actor": None}) for kind in ("TenantCreated", "TenantUpdated", "DomainAdded",
+                                                                        "DomainRemoved")},
 }
 
 

@@ -4,6 +4,7 @@ organization (held by the database under concurrency), lookups."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from portal_auth.system import System
+from tests.conftest import records_on
 
 pytestmark = pytest.mark.e2e
 
@@ -232,3 +234,27 @@ async def test_resolve_unknown_host_is_organization_not_found(admin: httpx.Async
     answer = await admin.get("/resolve", params={"host": host})
     assert answer.status_code == 404
     assert (answer.json()["code"], answer.json()["title"]) == ("organization_not_found", "Organization not found")
+
+
+async def test_every_admin_change_names_its_actor_in_its_event(system: System, admin: httpx.AsyncClient) -> None:
+    """Who did what, for the audit: the caller's address and request id on every tenant event."""
+    tenant = new_tenant()
+    created = await admin.post("/admin/tenants", json=tenant, headers={"X-Request-ID": "ticket-4711-create"})
+    assert created.headers["x-request-id"] == "ticket-4711-create"
+    updated = await admin.patch(f"/admin/tenants/{tenant['slug']}", json={"name": "Renamed Inc"})
+    generated = updated.headers["x-request-id"]  # none sent: one is made, and answered
+    added = await admin.put(f"/admin/tenants/{tenant['slug']}/domains/more-{tenant['slug']}.localhost",
+                            headers={"X-Request-ID": "ticket-4711-domain"})
+    assert added.status_code == 200
+
+    for _ in range(100):  # the outbox relay sends them just after each commit
+        records = await records_on(system.infra.kafka_bootstrap, ["tenant.events"])
+        mine = [json.loads(r.value) for r in records if r.key == tenant["slug"].encode()]
+        if len(mine) >= 3:
+            break
+        await asyncio.sleep(0.2)
+    assert [(e["type"], e["version"], e["data"]["actor"], e["correlation_id"]) for e in mine] == [
+        ("TenantCreated", 2, {"address": "127.0.0.1", "request_id": "ticket-4711-create", "name": None}, "ticket-4711-create"),
+        ("TenantUpdated", 2, {"address": "127.0.0.1", "request_id": generated, "name": None}, generated),
+        ("DomainAdded", 2, {"address": "127.0.0.1", "request_id": "ticket-4711-domain", "name": None}, "ticket-4711-domain"),
+    ]
