@@ -54,6 +54,18 @@ class AccountEvent(Event):
         return account_key(tenant, self.email)
 
 
+class Actor(BaseModel):
+    """Who made an administrative change, for the audit: the address the request came from, the
+    request's id (``X-Request-ID`` when the caller sent one, echoed in the answer), and the
+    admin token's name where tokens are named (None while there is one unnamed ADMIN_TOKEN)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    request_id: str
+    name: str | None = None
+
+
 # --- identity.events -------------------------------------------------------------------------
 
 
@@ -149,25 +161,17 @@ class AccountLocked(AccountEvent):
 
 
 class AccountUnlocked(AccountEvent):
+    """Version 2 adds the ``actor`` of an operator's unlock (None for every other reason)."""
+
     TYPE = "AccountUnlocked"
+    VERSION = 2
     TOPIC = LOCKOUT_TOPIC
     source: str | None
     reason: Literal["expired", "admin", "password_changed"]
+    actor: Actor | None = None
 
 
 # --- tenant.events ---------------------------------------------------------------------------
-
-
-class Actor(BaseModel):
-    """Who made an administrative change, for the audit: the address the request came from, the
-    request's id (``X-Request-ID`` when the caller sent one, echoed in the answer), and the
-    admin token's name where tokens are named (None while there is one unnamed ADMIN_TOKEN)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    address: str
-    request_id: str
-    name: str | None = None
 
 
 class _AdminChange(Event):
@@ -241,6 +245,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("SessionRevoked", 1): dict,  # version 2 only adds a reason: every version 1 reads as it was
     ("PasswordChanged", 1): lambda data: {**data, "host": ""},
+    ("AccountUnlocked", 1): lambda data: {**data, "actor": None},
     **{(kind, 1): (lambda data: {**data, "actor": None}) for kind in ("TenantCreated", "TenantUpdated", "DomainAdded",
                                                                         "DomainRemoved")},
 }
