@@ -40,8 +40,8 @@ def fields_named(answer: httpx.Response) -> set[str]:
     ("PUT", "/admin/tenants/no-such-org/domains/x.example.test", None),
     ("GET", "/resolve?host=x.example.test", None),
 ], ids=["list", "create", "malformed", "update", "add-domain", "resolve"])
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic dGVzdA==", "Bearer", "Bearer "],
-                         ids=["none", "wrong", "basic", "bare-bearer", "empty-bearer"])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic dGVzdA==", "Bearer"],
+                         ids=["none", "wrong", "basic", "bare-bearer"])
 async def test_admin_api_answers_401_without_the_token(system: System, method: str, path: str, body: Any,
                                                        authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization else {}
