@@ -201,8 +201,7 @@ def router(portal: Portal) -> APIRouter:
     @pages.post("/login", dependencies=limited)
     @refusals_shown_on("login.html")
     async def login(request: Request, org: Organization, form: Annotated[LoginForm, Form()]) -> Response:
-        signed_in = await portal.attempt(handlers.login, org, request, email=form.email, password=form.password,
-                                         remember=form.remember_me)
+        signed_in = await portal.login(org, request, email=form.email, password=form.password, remember=form.remember_me)
         response = redirect("/")
         portal.sign_in(response, signed_in)
         return response
@@ -254,7 +253,7 @@ def router(portal: Portal) -> APIRouter:
     @pages.post("/confirm", dependencies=limited)
     @refusals_shown_on("confirm.html")
     async def confirm(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
-        await portal.attempt(handlers.confirm, org, request, token=form.token, password=form.password)
+        await portal.attempt(handlers.confirm, org, portal.source(request), token=form.token, password=form.password)
         return redirect("/login?notice=confirmed")
 
     @pages.get("/forgot-password")
