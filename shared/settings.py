@@ -24,7 +24,6 @@ class ConnectionSettings(BaseSettings):
 
     database_url: str = "postgresql+asyncpg://portal:portal@127.0.0.1:5432/portal_auth"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_idempotence: bool = True
     db_timeout_seconds: float = 2.0
     log_level: str = "INFO"
 

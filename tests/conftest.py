@@ -1,9 +1,8 @@
 """Test infrastructure: real PostgreSQL, Kafka and SMTP; the four services as separate processes.
 
 KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and SMTP_HOST are used when set; otherwise the
-processes are started here (Apache Kafka from Maven's jars, Tansu where Java is missing,
-embedded PostgreSQL, an aiosmtpd catcher). Docker is not used: testcontainers needs an
-engine, and when one is reachable the same variables point the tests at its containers.
+processes are started here (Apache Kafka from Maven's jars on Java 17, embedded PostgreSQL,
+an aiosmtpd catcher). Docker is not used: testcontainers needs an engine, and when one is reachable the same variables point the tests at its containers.
 """
 
 from __future__ import annotations
