@@ -2,6 +2,11 @@
 
 It passes the portal host and the client address on as X-Forwarded-Host / X-Forwarded-For;
 identity believes them because the gateway's address is in TRUSTED_PROXIES.
+
+When identity does not answer (refused, timed out), the gateway answers itself, 503 with
+Retry-After: the portal's page from ``PAGES`` (``unavailable.html``), and for the JSON API
+(``/auth/*``) the contract's ``service_unavailable`` problem (``unavailable.json``). Identity's own
+answers, a 503 for its database among them, pass through unchanged.
 """
 
 from __future__ import annotations
@@ -10,8 +15,12 @@ import shutil
 import signal
 from pathlib import Path
 
-from portal_auth.devstack._proc import ManagedProcess, wait_until
 from portal_auth.devstack._net import port_accepts
+from portal_auth.devstack._proc import ManagedProcess, wait_until
+
+# The gateway's own pages, one file each, for any nginx in front of identity (compose too).
+PAGES = Path(__file__).resolve().parent / "gateway_pages"
+RETRY_AFTER_SECONDS = 5
 
 CONFIG = """\
 worker_processes 1;
@@ -34,8 +43,19 @@ http {{
     limit_req_zone $portal_post_source zone=portal_posts:10m rate={post_rate};
     limit_req_status 429;
     upstream identity {{ server 127.0.0.1:{identity_port}; keepalive 16; }}
+    map $uri $unavailable {{ ~^/auth/ /.gateway/unavailable.json; default /.gateway/unavailable.html; }}
     server {{
         listen 127.0.0.1:{port};
+        # nginx's own 502/504 (identity refused or timed out) become the gateway's 503 page.
+        error_page 502 504 =503 $unavailable;
+        location /.gateway/ {{
+            internal;
+            alias {pages}/;
+            types {{ text/html html; application/problem+json json; }}
+            charset utf-8;
+            add_header Retry-After {retry_after} always;
+            add_header Cache-Control no-store always;
+        }}
         location / {{
             limit_req zone=portal_posts burst={post_burst} nodelay;
             error_page 429 = @too_many_requests;
@@ -73,8 +93,8 @@ def start_gateway(workdir: Path, *, port: int, identity_port: int, post_rate: st
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     conf = workdir / "nginx.conf"
-    conf.write_text(CONFIG.format(workdir=workdir, port=port, identity_port=identity_port, post_rate=post_rate,
-                                  post_burst=post_burst))
+    conf.write_text(CONFIG.format(workdir=workdir, port=port, identity_port=identity_port, pages=PAGES,
+                                  retry_after=RETRY_AFTER_SECONDS, post_rate=post_rate, post_burst=post_burst))
     process = ManagedProcess("gateway", [binary, "-c", str(conf), "-p", str(workdir), "-g", "daemon off;"],
                              workdir / "gateway.log", stop_signal=signal.SIGQUIT)
     process.start()
