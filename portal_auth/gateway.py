@@ -48,6 +48,8 @@ http {{
         listen 127.0.0.1:{port};
         # nginx's own 502/504 (identity refused or timed out) become the gateway's 503 page.
         error_page 502 504 =503 $unavailable;
+        # Here, not in a location: a location's own error_page would drop the ones above.
+        error_page 429 = @too_many_requests;
         location /.gateway/ {{
             internal;
             alias {pages}/;
@@ -58,7 +60,6 @@ http {{
         }}
         location / {{
             limit_req zone=portal_posts burst={post_burst} nodelay;
-            error_page 429 = @too_many_requests;
             proxy_pass http://identity;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
