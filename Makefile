@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test install asyncapi bench
+.PHONY: up test compose-test install asyncapi bench
 
 up: $(VENV)/.installed
 	$(BIN)/portal-auth up
@@ -10,12 +10,16 @@ up: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The production shape for real: dockerd, the images, docker compose up (docs/operations.md).
+compose-test: $(VENV)/.installed
+	$(BIN)/pytest -m compose -p no:cacheprovider -s $(PYTEST_ARGS) tests/compose
+
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,compose]"
 	touch $@
 
 asyncapi: $(VENV)/.installed

@@ -39,7 +39,8 @@ class Runtime:
     @classmethod
     def build(cls, *, name: str, settings: ServiceSettings, metadata: sa.MetaData) -> Runtime:
         engine = make_engine(settings.database_url, timeout=settings.db_timeout_seconds)
-        broker = make_broker(settings.kafka_bootstrap_servers, client_id=name, idempotence=settings.kafka_idempotence)
+        broker = make_broker(settings.kafka_bootstrap_servers, client_id=name, idempotence=settings.kafka_idempotence,
+                             client_options=settings.kafka_client_options())
         connected = asyncio.Event()
         out = metadata.tables[f"{metadata.schema}.outbox"]
         relay = OutboxRelay(engine=engine, table=out, broker=broker, connected=connected)
@@ -65,7 +66,10 @@ class Runtime:
     async def start(self) -> None:
         bootstrap = self.settings.kafka_bootstrap_servers
         self._tasks = [
-            asyncio.create_task(keep_connected(self.broker, bootstrap_servers=bootstrap, connected=self.connected)),
+            asyncio.create_task(keep_connected(
+                self.broker, bootstrap_servers=bootstrap, connected=self.connected,
+                replication_factor=self.settings.kafka_replication_factor,
+                client_options=self.settings.kafka_client_options())),
             asyncio.create_task(self.relay.run()),
         ]
 

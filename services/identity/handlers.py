@@ -18,10 +18,11 @@ from services.identity.domain import Refused, SessionPolicy
 from services.identity.repository import IdentityRepository
 from shared import events
 from shared.messaging import Outbox
-from shared.secrets import MailTokenCipher, new_token, token_hash
+from shared.secrets import MailTokenCipher, TokenBinding, new_token, token_hash
 from shared.tenancy import TenantSettings
 
-CONFIRM, RESET = "confirm", "reset"
+# The purposes tokens are issued and sealed for: the mailer checks them against the event.
+CONFIRM, RESET = events.UserRegistered.PURPOSE, events.ResetRequested.PURPOSE
 
 
 def utcnow() -> datetime:
@@ -87,7 +88,7 @@ async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, p
         existing = await repo.user_by_email(tenant=org.slug, email=address)
         await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
         return
-    sealed, expires_at = await _issue(repo, deps, org, user_id, CONFIRM)
+    sealed, expires_at = await _issue(repo, deps, org, user_id, address, CONFIRM)
     await deps.outbox.add(conn, events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
                                                       expires_at=expires_at, display_name=display_name), tenant=org.slug)
 
@@ -97,7 +98,7 @@ async def resend_confirmation(conn: AsyncConnection, deps: Deps, org: Org, *, em
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
     if user is None or user.confirmed_at is not None:
         return
-    sealed, expires_at = await _issue(repo, deps, org, user.id, CONFIRM)
+    sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, CONFIRM)
     await deps.outbox.add(conn, events.ConfirmationRequested(email=user.email, user_id=user.id, host=org.host,
                                                              token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
@@ -183,7 +184,7 @@ async def forgot_password(conn: AsyncConnection, deps: Deps, org: Org, *, email:
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
     if user is None:
         return
-    sealed, expires_at = await _issue(repo, deps, org, user.id, RESET)
+    sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, RESET)
     await deps.outbox.add(conn, events.ResetRequested(email=user.email, user_id=user.id, host=org.host,
                                                       token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
@@ -233,13 +234,14 @@ def _password(raw: str, org: Org) -> str:
         raise Refused("password_too_long", max_length=domain.MAX_PASSWORD_CHARS) from None
 
 
-async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> tuple[str, datetime]:
+async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, email: str,
+                 purpose: str) -> tuple[str, datetime]:
     token, now = new_token(), deps.clock()
     ttl = org.settings.tokens.confirmation_ttl_seconds if purpose == CONFIRM else org.settings.tokens.reset_ttl_seconds
     expires_at = now + timedelta(seconds=ttl)
     await repo.issue_token(tenant=org.slug, user_id=user_id, purpose=purpose, token_hash=token_hash(token),
                            expires_at=expires_at, now=now)
-    return deps.cipher.encrypt(token), expires_at
+    return deps.cipher.seal(token, TokenBinding(tenant=org.slug, email=email, purpose=purpose, expires_at=expires_at)), expires_at
 
 
 async def _live_token(repo: IdentityRepository, deps: Deps, org: Org, token: str, purpose: str) -> Any:
