@@ -38,7 +38,7 @@ def make_broker(bootstrap_servers: str, *, client_id: str, idempotence: bool = T
         scram = SASLScram512 if options["sasl_mechanism"] == "SCRAM-SHA-512" else SASLScram256
         security = scram(options["sasl_plain_username"], options["sasl_plain_password"])
     return KafkaBroker(
-        bootstrap_servers,
+        [server.strip() for server in bootstrap_servers.split(",") if server.strip()],  # FastStream takes a list
         security=security,
         client_id=client_id,
         acks="all",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,7 +28,6 @@ class ConnectionSettings(BaseSettings):
     db_timeout_seconds: float = 2.0
     log_level: str = "INFO"
 
-
     def kafka_client_options(self) -> dict[str, str]:
         """aiokafka's keyword arguments for this principal (none without SASL)."""
         if not self.kafka_sasl_username:
@@ -39,6 +40,9 @@ class ServiceSettings(ConnectionSettings):
     """A running service's settings. Its secrets have well-known defaults only for
     ENVIRONMENT=local; anywhere else (the default) they must be given."""
 
+    #: Only the services that seal or open mailed tokens (identity, mailer) hold MAIL_TOKEN_KEY.
+    uses_mail_token_key: ClassVar[bool] = False
+
     environment: str = "production"
     admin_token: str = LOCAL_ADMIN_TOKEN
     mail_token_key: str = LOCAL_MAIL_TOKEN_KEY
@@ -48,6 +52,6 @@ class ServiceSettings(ConnectionSettings):
         if self.environment != "local":
             if self.admin_token == LOCAL_ADMIN_TOKEN:
                 raise ValueError("ADMIN_TOKEN must be set (or ENVIRONMENT=local on a developer's machine)")
-            if self.mail_token_key == LOCAL_MAIL_TOKEN_KEY:
+            if self.uses_mail_token_key and self.mail_token_key == LOCAL_MAIL_TOKEN_KEY:
                 raise ValueError("MAIL_TOKEN_KEY must be set (or ENVIRONMENT=local on a developer's machine)")
         return self

@@ -40,10 +40,28 @@ def docker_works() -> bool:
         ["docker", "info"], capture_output=True, timeout=30).returncode == 0
 
 
+DOCKER_CPU_SHARES = Path("/sys/fs/cgroup/cpu/docker/cpu.shares")
+
+
 def ensure_dockerd(timeout: float = 60.0) -> None:
     """A running Docker engine: installs Debian's docker.io and starts dockerd (overlay2) if none runs."""
-    if docker_works():
-        return
+    if not docker_works():
+        _start_dockerd(timeout)
+    _share_cpu_fairly()
+
+
+def _share_cpu_fairly() -> None:
+    """Under cgroup v1 every container sits in one `docker` group that weighs as much as a single
+    process of the host: on a busy machine the brokers got 2 % of a core and never started.
+    Weighing the group as 16 processes lets the stack's ~14 compete like the host's own."""
+    try:
+        if DOCKER_CPU_SHARES.exists() and int(DOCKER_CPU_SHARES.read_text()) < 16384:
+            DOCKER_CPU_SHARES.write_text("16384")
+    except (OSError, ValueError):
+        pass  # not ours to change (cgroup v2, or no permission): slower, not wrong
+
+
+def _start_dockerd(timeout: float) -> None:
     if shutil.which("dockerd") is None:
         _apt_install("docker.io")
     log = cache_root() / "dockerd.log"
@@ -68,6 +86,10 @@ def ensure_base_image(tag: str = BASE_IMAGE) -> str:
     progress(f"making the base image {tag} with debootstrap (first run only)")
     with tempfile.TemporaryDirectory(prefix="portal-auth-rootfs-") as rootfs:
         _run(["debootstrap", "--variant=minbase", "bookworm", rootfs, "http://deb.debian.org/debian"])
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):  # the downloaded packages: 80 MB
+            for item in Path(rootfs, cache).glob("*"):
+                if item.is_file():
+                    item.unlink()
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
         _run(["docker", "import", "-", tag], stdin=tar.stdout)
         if tar.wait() != 0:
@@ -144,3 +166,92 @@ def _run(argv: list[str], **kwargs: object) -> None:
     result = subprocess.run(argv, capture_output=True, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
         raise DevstackError(f"{' '.join(argv[:3])} failed: {result.stderr.decode(errors='replace')[-2000:]}")
+
+
+# --- testcontainers: PostgreSQL and Kafka from the project's images (PORTAL_AUTH_INFRA=containers)
+
+
+class ContainerHandle:
+    """A server in a container started by testcontainers; ``stop`` removes it."""
+
+    flavour = "apache"
+
+    def __init__(self, container: object, *, address: str) -> None:
+        self._container = container
+        self.address = address
+        self.bootstrap = address
+
+    def stop(self) -> None:
+        self._container.stop()  # type: ignore[attr-defined]
+
+
+def start_container_infrastructure(*, tag: str = "local", timeout: float = 180.0) -> tuple[ContainerHandle, ContainerHandle]:
+    """PostgreSQL and a one-node Kafka (no authentication) from the images docker-compose.yml
+    builds, on free host ports; their handles give ``address`` (PostgreSQL's SQLAlchemy URL)
+    and ``bootstrap`` (Kafka's)."""
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its image would be pulled
+    from testcontainers.core.container import DockerContainer
+
+    ensure_dockerd()
+    password = secrets.token_hex(16)
+    pg_port, kafka_port = _free_ports(2)
+    postgres = (DockerContainer(f"portal-auth/postgres:{tag}").with_env("POSTGRES_PASSWORD", password)
+                .with_bind_ports(5432, pg_port))
+    kafka = (DockerContainer(f"portal-auth/kafka:{tag}").with_env("KAFKA_AUTH", "none")
+             .with_env("KAFKA_ADVERTISED_LISTENER", f"127.0.0.1:{kafka_port}")
+             .with_env("KAFKA_DEFAULT_REPLICATION_FACTOR", "1").with_env("KAFKA_MIN_INSYNC_REPLICAS", "1")
+             .with_bind_ports(9092, kafka_port))
+    postgres.start()
+    try:
+        kafka.start()
+    except BaseException:
+        postgres.stop()
+        raise
+    pg = ContainerHandle(postgres, address=f"postgresql+asyncpg://portal:{password}@127.0.0.1:{pg_port}/portal_auth")
+    broker = ContainerHandle(kafka, address=f"127.0.0.1:{kafka_port}")
+    try:
+        _wait_ready(pg.address, broker.bootstrap, timeout)
+    except BaseException:
+        pg.stop()
+        broker.stop()
+        raise
+    return pg, broker
+
+
+def _free_ports(count: int) -> list[int]:
+    from ._net import free_port
+
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def _wait_ready(database_url: str, bootstrap: str, timeout: float) -> None:
+    import asyncio
+
+    import asyncpg
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def database() -> None:
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"), timeout=3)
+        await conn.close()
+
+    async def broker() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        await admin.start()
+        try:
+            await admin.list_topics()
+        finally:
+            await admin.close()
+
+    deadline = time.monotonic() + timeout
+    for check in (database, broker):
+        while True:
+            try:
+                asyncio.run(check())
+                break
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    raise DevstackError(f"{check.__name__} in its container not ready in {timeout:.0f} s: {exc}") from exc
+                time.sleep(0.5)

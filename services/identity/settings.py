@@ -9,6 +9,7 @@ from shared.settings import ServiceSettings
 
 
 class IdentitySettings(ServiceSettings):
+    uses_mail_token_key = True
     # Below the contract's 2 seconds: a database that does not answer costs one connect attempt,
     # then the person sees 503 service_unavailable.
     db_timeout_seconds: float = 1.5

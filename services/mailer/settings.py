@@ -8,6 +8,7 @@ from shared.settings import ServiceSettings
 
 
 class MailerSettings(ServiceSettings):
+    uses_mail_token_key = True
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_username: str | None = None

@@ -81,11 +81,20 @@ class _HostClient(httpx.Client):
         return super().request(method, url, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="session")
+def images() -> Compose:
+    """The engine running and every image built (unchanged layers from the cache), once."""
     ports = {"GATEWAY_HTTPS_PORT": free_port(), "GATEWAY_HTTP_PORT": free_port(), "INBOX_PORT": free_port()}
-    env = {**new_secrets(), **{name: str(port) for name, port in ports.items()}}
-    compose = prepare(PROJECT, env)
+    started = time.monotonic()
+    compose = prepare(PROJECT, {**new_secrets(), **{name: str(port) for name, port in ports.items()}})
+    print(f"\nengine, base image and images ready in {time.monotonic() - started:.0f} s")
+    return compose
+
+
+@pytest.fixture(scope="module")
+def stack(images: Compose, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    compose = images
+    ports = {name: int(compose.env[name]) for name in ("GATEWAY_HTTPS_PORT", "GATEWAY_HTTP_PORT", "INBOX_PORT")}
     stack = Stack(compose, ports["GATEWAY_HTTPS_PORT"], ports["GATEWAY_HTTP_PORT"], ports["INBOX_PORT"],
                   tmp_path_factory.mktemp("tls"))
     compose.run("down", "--volumes", "--remove-orphans", timeout=300)  # whatever an interrupted run left

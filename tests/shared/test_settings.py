@@ -6,6 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from services.identity.settings import IdentitySettings
+from services.lockout.settings import LockoutServiceSettings
+from services.mailer.settings import MailerSettings
+from services.tenant.bootstrap import TenantSettings
 from shared.secrets import new_mail_token_key
 from shared.settings import ServiceSettings
 
@@ -15,9 +18,16 @@ def test_a_service_outside_local_use_refuses_the_well_known_admin_token() -> Non
         ServiceSettings(mail_token_key=new_mail_token_key())
 
 
-def test_a_service_outside_local_use_refuses_the_well_known_mail_token_key() -> None:
+@pytest.mark.parametrize("settings", [IdentitySettings, MailerSettings])
+def test_identity_and_mailer_outside_local_use_refuse_the_well_known_mail_token_key(settings: type[ServiceSettings]) -> None:
     with pytest.raises(ValidationError, match="MAIL_TOKEN_KEY must be set"):
-        ServiceSettings(admin_token="a real secret")
+        settings(admin_token="a real secret that is long enough to be one")
+
+
+@pytest.mark.parametrize("settings", [LockoutServiceSettings, TenantSettings])
+def test_services_that_never_see_a_token_run_without_the_mail_token_key(settings: type[ServiceSettings]) -> None:
+    """The key goes only where tokens are sealed and opened (docker-compose.yml gives it to no other)."""
+    assert settings(admin_token="a real secret that is long enough to be one").environment == "production"
 
 
 def test_local_use_may_run_on_the_defaults() -> None:
