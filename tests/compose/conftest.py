@@ -77,7 +77,7 @@ class _HostClient(httpx.Client):
         self._sni = host
 
     def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
-        kwargs.setdefault("extensions", {})["sni_hostname"] = self._sni
+        kwargs["extensions"] = {**(kwargs.get("extensions") or {}), "sni_hostname": self._sni}
         return super().request(method, url, **kwargs)
 
 
