@@ -67,7 +67,7 @@ async def confirmed_accounts(client: httpx.AsyncClient, system: System, key: str
             for envelope in await log.read_to_end():
                 if envelope.type == "UserRegistered" and envelope.data["email"] in waiting:
                     token = cipher.decrypt(envelope.data["token_encrypted"])
-                    (await client.post("/auth/confirm", json={"token": token})).raise_for_status()
+                    (await client.post("/auth/confirm", json={"token": token, "password": PASSWORD})).raise_for_status()
                     waiting.discard(envelope.data["email"])
         await asyncio.sleep(0.1)
     return emails

@@ -91,7 +91,7 @@ async def confirm_accounts(client: httpx.AsyncClient, system: System, emails: li
             event = json.loads(record.value)
             if event["type"] == "UserRegistered" and event["data"]["email"] in wanted:
                 token = cipher.decrypt(event["data"]["token_encrypted"])
-                assert (await client.post("/auth/confirm", json={"token": token})).status_code == 200
+                assert (await client.post("/auth/confirm", json={"token": token, "password": PASSWORD})).status_code == 200
                 wanted.discard(event["data"]["email"])
                 if not wanted:
                     return

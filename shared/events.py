@@ -121,17 +121,25 @@ class ResetRequested(_MailToken):
 
 
 class PasswordChanged(AccountEvent):
+    """Version 2 adds the portal ``host`` the change was made on: the mailer tells the person
+    there. An empty host (every version 1) means the organization's first domain."""
+
     TYPE = "PasswordChanged"
+    VERSION = 2
     TOPIC = IDENTITY_TOPIC
     user_id: uuid.UUID
+    host: str
 
 
 class SessionRevoked(AccountEvent):
+    """Version 2: the reason may be ``logout_all`` (the person ended every session)."""
+
     TYPE = "SessionRevoked"
+    VERSION = 2
     TOPIC = IDENTITY_TOPIC
     user_id: uuid.UUID
     session_id: uuid.UUID
-    reason: Literal["logout", "password_changed", "expired"]
+    reason: Literal["logout", "logout_all", "password_changed", "expired"]
 
 
 # --- lockout.events --------------------------------------------------------------------------
@@ -218,7 +226,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 # (type, version) -> function turning that version's data into the next version's.
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("SessionRevoked", 1): dict,  # version 2 only adds a reason: every version 1 reads as it was
+    ("PasswordChanged", 1): lambda data: {**data, "host": ""},
+}
 
 
 class Envelope(BaseModel):

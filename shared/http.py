@@ -23,6 +23,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "account_locked": (423, "Account temporarily locked"),
     "password_too_short": (422, "Password must be at least 12 characters"),
     "password_too_long": (422, "Password is too long"),
+    "password_too_common": (422, "Password is too common"),
     "invalid_email": (422, "Invalid email address"),
     "token_expired": (410, "Link expired"),
     "token_invalid": (400, "Link invalid or already used"),

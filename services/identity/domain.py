@@ -10,9 +10,14 @@ from datetime import datetime, timedelta
 
 import bcrypt
 from email_validator import EmailNotValidError, validate_email
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 MAX_PASSWORD_CHARS = 1024
 MAX_EMAIL_CHARS = 254
+# At most this many links of one purpose (confirmation, reset) per account in the window: more
+# would let anyone flood a mailbox, and since a new link voids none, asking again voids nothing.
+LINKS_PER_WINDOW = 3
+LINK_WINDOW = timedelta(minutes=15)
 # How long identity waits for lockout's verdict on failures that reached a threshold (see awaiting_lockout).
 LOCKOUT_VERDICT = timedelta(seconds=5)
 
@@ -29,6 +34,15 @@ class PasswordTooShort(ValueError):
 
 class PasswordTooLong(ValueError):
     pass
+
+
+class PasswordTooCommon(ValueError):
+    pass
+
+
+# The 30,000 most used passwords of the leaked sets zxcvbn's authors counted (all lower case),
+# shipped inside the package: no network at run time.
+COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
 
 
 def normalize_email(raw: str) -> str:
@@ -49,13 +63,23 @@ def normalize_password(password: str) -> str:
 
 
 def check_password(password: str, *, min_length: int) -> str:
-    """The normalized password if it meets the policy; every character counts toward the length."""
-    normalized = normalize_password(password)
-    if len(normalized) > MAX_PASSWORD_CHARS:
+    """The normalized password if it meets the policy. The length is counted on the password as
+    typed (NFC code points, every character counts): counted after NFKC, one typed character
+    such as "ﷺ" (18 after NFKC) would pass the 12-character rule on its own."""
+    typed = unicodedata.normalize("NFC", password)
+    if len(typed) > MAX_PASSWORD_CHARS:
         raise PasswordTooLong()
-    if len(normalized) < max(12, min_length):
+    if len(typed) < max(12, min_length):
         raise PasswordTooShort(max(12, min_length))
+    normalized = normalize_password(password)
+    if is_common(normalized):
+        raise PasswordTooCommon()
     return normalized
+
+
+def is_common(password: str) -> bool:
+    """On the list, compared after NFKC and ignoring case ("QWERTY123456", "ｑｗｅｒｔｙ１２３４５６")."""
+    return normalize_password(password).casefold() in COMMON_PASSWORDS
 
 
 def _prehash(password: str) -> bytes:

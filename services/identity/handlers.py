@@ -88,7 +88,7 @@ async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, p
         existing = await repo.user_by_email(tenant=org.slug, email=address)
         await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
         return
-    sealed, expires_at = await _issue(repo, deps, org, user_id, address, CONFIRM)
+    sealed, expires_at = await _issue(repo, deps, org, user_id, address, CONFIRM)  # the first link: never over the limit
     await deps.outbox.add(conn, events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
                                                       expires_at=expires_at, display_name=display_name), tenant=org.slug)
 
@@ -96,19 +96,27 @@ async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, p
 async def resend_confirmation(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
     repo = IdentityRepository(conn)
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
-    if user is None or user.confirmed_at is not None:
+    if user is None or user.confirmed_at is not None or not await _may_issue(repo, deps, org, user.id, CONFIRM):
         return
     sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, CONFIRM)
     await deps.outbox.add(conn, events.ConfirmationRequested(email=user.email, user_id=user.id, host=org.host,
                                                              token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
 
-async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) -> None:
-    repo = IdentityRepository(conn)
-    row = await _redeem(repo, deps, org, token, CONFIRM)
+async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, password: str, source: str) -> Refused | None:
+    """The link proves the mailbox, the password proves the registrant: someone who registered
+    another person's address cannot have that person confirm the squatter's account. A wrong
+    password is a failed login (returned, so its LoginFailed commits) and leaves the link usable."""
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await _live_token(repo, deps, org, token, CONFIRM)
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
-    await repo.confirm_user(tenant=org.slug, user_id=user.id, now=deps.clock())
+    await _admit(repo, org, user.email, source, now)
+    if not await deps.hasher.verify(password, user.password_hash):
+        return await _login_failed(conn, repo, deps, org, email=user.email, source=source, now=now)
+    await _use(repo, deps, org, row)
+    await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
+    return None
 
 
 async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
@@ -118,9 +126,7 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     await _admit(repo, org, address, source, now)
     user = await repo.user_by_email(tenant=org.slug, email=address)
     if not await deps.hasher.verify(password, user.password_hash if user else None):
-        await repo.record_failure(tenant=org.slug, email=address, source=source, now=now, window=_window(org))
-        await deps.outbox.add(conn, events.LoginFailed(email=address, source=source), tenant=org.slug)
-        return Refused("invalid_credentials")
+        return await _login_failed(conn, repo, deps, org, email=address, source=source, now=now)
     if user.confirmed_at is None:  # said only now, after the right password
         raise Refused("user_not_confirmed", actions=["resend_confirmation"])
     await repo.clear_failures(tenant=org.slug, email=address, source=source)
@@ -129,6 +135,14 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     signed_in = await _open_session(repo, deps, org, user, remember=remember, now=now)
     await deps.outbox.add(conn, events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
     return signed_in
+
+
+async def _login_failed(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, source: str,
+                        now: datetime) -> Refused:
+    """A wrong password, at login or on a confirmation link: lockout counts it either way."""
+    await repo.record_failure(tenant=org.slug, email=email, source=source, now=now, window=_window(org))
+    await deps.outbox.add(conn, events.LoginFailed(email=email, source=source), tenant=org.slug)
+    return Refused("invalid_credentials")
 
 
 async def _admit(repo: IdentityRepository, org: Org, address: str, source: str, now: datetime) -> None:
@@ -172,17 +186,31 @@ async def current_session(conn: AsyncConnection, deps: Deps, org: Org, *, cookie
 async def logout(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
     repo, now = IdentityRepository(conn), deps.clock()
     row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
+    if row is not None:
+        await _revoke(conn, repo, deps, org, email=row.email, user_id=row.user_id, reason="logout", session_id=row.id)
+
+
+async def logout_all(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
+    """Every session of the signed-in person ends, this one too: after a suspected compromise."""
+    repo, now = IdentityRepository(conn), deps.clock()
+    row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
     if row is None:
-        return
-    await repo.revoke_sessions(tenant=org.slug, user_id=row.user_id, session_id=row.id, now=now)
-    await deps.outbox.add(conn, events.SessionRevoked(email=row.email, user_id=row.user_id, session_id=row.id, reason="logout"),
-                          tenant=org.slug)
+        raise Refused("not_authenticated")
+    await _revoke(conn, repo, deps, org, email=row.email, user_id=row.user_id, reason="logout_all")
+
+
+async def _revoke(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, user_id: uuid.UUID,
+                  reason: str, session_id: uuid.UUID | None = None) -> None:
+    """One session, or with no ``session_id`` every session of the user; a SessionRevoked for each."""
+    for revoked in await repo.revoke_sessions(tenant=org.slug, user_id=user_id, session_id=session_id, now=deps.clock()):
+        await deps.outbox.add(conn, events.SessionRevoked(email=email, user_id=user_id, session_id=revoked, reason=reason),
+                              tenant=org.slug)
 
 
 async def forgot_password(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
     repo = IdentityRepository(conn)
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
-    if user is None:
+    if user is None or not await _may_issue(repo, deps, org, user.id, RESET):
         return
     sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, RESET)
     await deps.outbox.add(conn, events.ResetRequested(email=user.email, user_id=user.id, host=org.host,
@@ -202,10 +230,8 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await repo.clear_locks(tenant=org.slug, email=user.email, every=True)
     await repo.clear_failures(tenant=org.slug, email=user.email)
-    for session_id in await repo.revoke_sessions(tenant=org.slug, user_id=user.id, now=now):
-        await deps.outbox.add(conn, events.SessionRevoked(email=user.email, user_id=user.id, session_id=session_id,
-                                                          reason="password_changed"), tenant=org.slug)
-    await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id), tenant=org.slug)
+    await _revoke(conn, repo, deps, org, email=user.email, user_id=user.id, reason="password_changed")
+    await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id, host=org.host), tenant=org.slug)
 
 
 async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
@@ -232,6 +258,14 @@ def _password(raw: str, org: Org) -> str:
         raise Refused("password_too_short", min_length=exc.min_length, title=title) from None
     except domain.PasswordTooLong:
         raise Refused("password_too_long", max_length=domain.MAX_PASSWORD_CHARS) from None
+    except domain.PasswordTooCommon:
+        raise Refused("password_too_common") from None
+
+
+async def _may_issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> bool:
+    """Whether another link may go out; when not, the request is answered the same and nothing changes."""
+    since = deps.clock() - domain.LINK_WINDOW
+    return await repo.tokens_issued(tenant=org.slug, user_id=user_id, purpose=purpose, since=since) < domain.LINKS_PER_WINDOW
 
 
 async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, email: str,
@@ -256,8 +290,15 @@ async def _live_token(repo: IdentityRepository, deps: Deps, org: Org, token: str
 
 async def _redeem(repo: IdentityRepository, deps: Deps, org: Org, token: str, purpose: str) -> Any:
     row = await _live_token(repo, deps, org, token, purpose)
-    await repo.use_token(token_hash=row.token_hash, now=deps.clock())
+    await _use(repo, deps, org, row)
     return row
+
+
+async def _use(repo: IdentityRepository, deps: Deps, org: Org, row: Any) -> None:
+    """Once one link of a purpose is used, its siblings have done their work and stop working."""
+    now = deps.clock()
+    await repo.use_token(token_hash=row.token_hash, now=now)
+    await repo.supersede_tokens(tenant=org.slug, user_id=row.user_id, purpose=row.purpose, now=now)
 
 
 async def _open_session(repo: IdentityRepository, deps: Deps, org: Org, user: Any, *, remember: bool, now: datetime) -> SignedIn:

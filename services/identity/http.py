@@ -60,7 +60,7 @@ class TokenOnly(BaseModel):
     token: str = Field(max_length=MAX_FIELD)
 
 
-class NewPassword(TokenOnly):
+class TokenAndPassword(TokenOnly):
     password: str = Field(max_length=MAX_PASSWORD_FIELD)
 
 
@@ -188,8 +188,8 @@ def routes(portal: Portal) -> APIRouter:
         return {"status": "confirmation_sent"}
 
     @router.post("/confirm")
-    async def confirm(body: TokenOnly, org: Organization) -> dict[str, str]:
-        await portal.run(handlers.confirm, org, token=body.token)
+    async def confirm(body: TokenAndPassword, org: Organization, request: Request) -> dict[str, str]:
+        await portal.run(handlers.confirm, org, token=body.token, password=body.password, source=portal.source(request))
         return {"status": "confirmed"}
 
     @router.post("/login")
@@ -208,13 +208,18 @@ def routes(portal: Portal) -> APIRouter:
         await portal.run(handlers.logout, org, cookie_value=portal.session_cookie(request))
         portal.sign_out(response)
 
+    @router.post("/logout-all", status_code=204)
+    async def logout_all(org: Organization, request: Request, response: Response) -> None:
+        await portal.run(handlers.logout_all, org, cookie_value=portal.session_cookie(request))
+        portal.sign_out(response)
+
     @router.post("/password/forgot", status_code=202)
     async def forgot(body: EmailOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.forgot_password, org, email=body.email)
         return {"status": "reset_sent"}
 
     @router.post("/password/reset")
-    async def reset(body: NewPassword, org: Organization) -> dict[str, str]:
+    async def reset(body: TokenAndPassword, org: Organization) -> dict[str, str]:
         await portal.run(handlers.reset_password, org, token=body.token, password=body.password)
         return {"status": "password_changed"}
 

@@ -45,6 +45,7 @@ NOTICES = {
     "confirmed": "Your email address is confirmed. You can sign in now.",
     "password_changed": "Your password has been changed. Sign in with the new one.",
     "signed_out": "You are signed out.",
+    "signed_out_everywhere": "You are signed out on every device.",
 }
 
 
@@ -68,7 +69,9 @@ class TokenForm(BaseModel):
     token: str = Field("", max_length=MAX_FIELD)
 
 
-class ResetForm(TokenForm):
+class TokenPasswordForm(TokenForm):
+    """A link's token and a password: the new one (reset) or the account's own (confirm)."""
+
     password: str = Field("", max_length=MAX_PASSWORD_FIELD)
 
 
@@ -210,6 +213,16 @@ def router(portal: Portal) -> APIRouter:
         portal.sign_out(response)
         return response
 
+    @pages.post("/logout-all")
+    async def logout_all(request: Request, org: Organization) -> Response:
+        try:
+            await portal.run(handlers.logout_all, org, cookie_value=portal.session_cookie(request))
+        except Refused:  # already signed out: nothing left to end
+            pass
+        response = redirect("/login?notice=signed_out_everywhere")
+        portal.sign_out(response)
+        return response
+
     @pages.get("/register")
     async def register_page(request: Request, org: Organization) -> HTMLResponse:
         return view.page(request, "register.html", org, form=RegisterForm())
@@ -239,8 +252,8 @@ def router(portal: Portal) -> APIRouter:
 
     @pages.post("/confirm")
     @refusals_shown_on("confirm.html")
-    async def confirm(request: Request, org: Organization, form: Annotated[TokenForm, Form()]) -> Response:
-        await portal.run(handlers.confirm, org, token=form.token)
+    async def confirm(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
+        await portal.run(handlers.confirm, org, token=form.token, password=form.password, source=portal.source(request))
         return redirect("/login?notice=confirmed")
 
     @pages.get("/forgot-password")
@@ -261,7 +274,7 @@ def router(portal: Portal) -> APIRouter:
 
     @pages.post("/reset-password")
     @refusals_shown_on("reset.html")
-    async def reset(request: Request, org: Organization, form: Annotated[ResetForm, Form()]) -> Response:
+    async def reset(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
         await portal.run(handlers.reset_password, org, token=form.token, password=form.password)
         return redirect("/login?notice=password_changed")
 

@@ -114,12 +114,22 @@ class IdentityRepository:
 
     async def issue_token(self, *, tenant: str, user_id: uuid.UUID, purpose: str, token_hash: str,
                           expires_at: datetime, now: datetime) -> None:
-        """A new link replaces every earlier unused link of the same purpose."""
+        """A new link voids none of the earlier ones: asking for links must not void someone's."""
+        await self.conn.execute(tokens.insert().values(token_hash=token_hash, tenant=tenant, user_id=user_id,
+                                                       purpose=purpose, expires_at=expires_at, created_at=now))
+
+    async def tokens_issued(self, *, tenant: str, user_id: uuid.UUID, purpose: str, since: datetime) -> int:
+        """How many links of ``purpose`` the account was sent since then; serialized per account
+        (the user row is locked), so two requests at once cannot both take the last one."""
+        await self.conn.execute(sa.select(users.c.id).where(users.c.tenant == tenant, users.c.id == user_id).with_for_update())
+        return int(await self.conn.scalar(sa.select(sa.func.count()).select_from(tokens).where(
+            tokens.c.tenant == tenant, tokens.c.user_id == user_id, tokens.c.purpose == purpose, tokens.c.created_at > since)))
+
+    async def supersede_tokens(self, *, tenant: str, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
+        """Every unused link of ``purpose`` stops working (one of them was just used)."""
         await self.conn.execute(tokens.update().where(
             tokens.c.tenant == tenant, tokens.c.user_id == user_id, tokens.c.purpose == purpose,
             tokens.c.used_at.is_(None), tokens.c.superseded_at.is_(None)).values(superseded_at=now))
-        await self.conn.execute(tokens.insert().values(token_hash=token_hash, tenant=tenant, user_id=user_id,
-                                                       purpose=purpose, expires_at=expires_at))
 
     async def token(self, *, tenant: str, purpose: str, token_hash: str) -> Any | None:
         return (await self.conn.execute(sa.select(tokens).where(

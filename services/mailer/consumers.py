@@ -19,6 +19,7 @@ KINDS: dict[type[events.AccountEvent], Kind] = {
     events.ConfirmationRequested: Kind.CONFIRMATION,
     events.ResetRequested: Kind.RESET,
     events.RegistrationRepeated: Kind.REGISTRATION_NOTICE,
+    events.PasswordChanged: Kind.PASSWORD_CHANGED,
 }
 TOPICS = (events.IDENTITY_TOPIC, events.TENANT_TOPIC)
 

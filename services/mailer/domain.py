@@ -15,6 +15,7 @@ class Kind(StrEnum):
     CONFIRMATION = "confirmation"
     RESET = "reset"
     REGISTRATION_NOTICE = "registration_notice"
+    PASSWORD_CHANGED = "password_changed"
 
 
 class Status(StrEnum):
@@ -45,9 +46,15 @@ def message_id(key: str, mail_from: str) -> str:
     return f"<{key}@{mail_from.rpartition('@')[2]}>"
 
 
-def admit(recent: int, *, limit: int) -> Status:
+# ...except the notice that a password was changed: only a password change, which needs a link
+# from the mailbox or the password itself, sends it, and it must reach the owner even when
+# strangers' requests have used up the address's limit.
+NEVER_THROTTLED = frozenset({Kind.PASSWORD_CHANGED})
+
+
+def admit(kind: Kind, recent: int, *, limit: int) -> Status:
     """Queued while the address has had fewer than ``limit`` emails in the window."""
-    return Status.QUEUED if recent < limit else Status.THROTTLED
+    return Status.QUEUED if kind in NEVER_THROTTLED or recent < limit else Status.THROTTLED
 
 
 def without_secrets(context: dict[str, object]) -> dict[str, object]:

@@ -66,7 +66,7 @@ async def request_email(conn: AsyncConnection, deps: Deps, *, tenant: str, kind:
     repo, now = MailerRepository(conn), deps.clock()
     await repo.serialize_recipient(tenant=tenant, to=to)
     recent = await repo.count_since(tenant=tenant, to=to, since=now - domain.THROTTLE_WINDOW)
-    status = domain.admit(recent, limit=deps.throttle_per_hour)
+    status = domain.admit(kind, recent, limit=deps.throttle_per_hour)
     kept = context if status is Status.QUEUED else domain.without_secrets(context)
     added = await repo.add(dedup_key=domain.dedup_key(event_id, kind), tenant=tenant, kind=kind.value, to=to,
                            context=kept, status=status, now=now)

@@ -21,7 +21,7 @@ async def test_login_through_gateway_keeps_the_session_on_later_requests(system:
     async with httpx.AsyncClient(base_url=gateway, headers={"Host": org.host}) as browser:
         await browser.post("/auth/register", json={"email": "gw@example.com", "password": PASSWORD})
         [email] = await mail_to(system, "gw@example.com")
-        assert (await browser.post("/auth/confirm", json={"token": token_in(email, "/confirm")})).status_code == 200
+        assert (await browser.post("/auth/confirm", json={"token": token_in(email, "/confirm"), "password": PASSWORD})).status_code == 200
 
         login = await browser.post("/auth/login", json={"email": "gw@example.com", "password": PASSWORD})
         assert login.status_code == 200

@@ -34,7 +34,7 @@ async def test_new_organization_to_first_login(system: System) -> None:
         assert too_early.status_code == 403
         assert too_early.json()["code"] == "user_not_confirmed"
 
-        confirmed = await browser.post("/auth/confirm", json={"token": token_in(email, "/confirm")})
+        confirmed = await browser.post("/auth/confirm", json={"token": token_in(email, "/confirm"), "password": PASSWORD})
         assert confirmed.json() == {"status": "confirmed"}
 
         login = await browser.post("/auth/login", json={"email": "ann@example.com", "password": PASSWORD})

@@ -89,7 +89,7 @@ async def confirmed_account(system: System, client: httpx.AsyncClient, password:
     account = Account(new_email(), password)
     await register(client, account.email, password)
     [token] = await mailed_tokens(system, account.email, "/confirm")
-    assert (await client.post("/auth/confirm", json={"token": token})).status_code == 200
+    assert (await client.post("/auth/confirm", json={"token": token, "password": password})).status_code == 200
     return account
 
 
@@ -105,6 +105,7 @@ CONTRACT = {
     "account_locked": (423, "Account temporarily locked"),
     "password_too_short": (422, "Password must be at least 12 characters"),
     "password_too_long": (422, "Password is too long"),
+    "password_too_common": (422, "Password is too common"),
     "invalid_email": (422, "Invalid email address"),
     "token_expired": (410, "Link expired"),
     "token_invalid": (400, "Link invalid or already used"),

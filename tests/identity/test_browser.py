@@ -11,7 +11,7 @@ import pytest
 
 from portal_auth.system import System
 from tests.conftest import Org
-from tests.identity.conftest import confirmed_account
+from tests.identity.conftest import PASSWORD, confirmed_account, mailed_tokens, new_email, register
 
 pytest.importorskip("playwright.async_api")
 from playwright.async_api import Page, async_playwright, expect  # noqa: E402  (only once it is known to be there)
@@ -57,3 +57,17 @@ async def test_a_wrong_password_is_told_in_the_contracts_words_with_forgot_passw
     await expect(page.get_by_role("alert")).to_have_text("Incorrect email or password")
     await page.get_by_role("link", name="Forgot Password").click()
     await expect(page.get_by_role("heading", name="Forgot Password")).to_be_visible()
+
+
+async def test_a_person_confirms_the_address_with_the_password_chosen_at_registration(
+        system: System, client: httpx.AsyncClient, page: Page) -> None:
+    email = new_email()
+    await register(client, email)
+    [token] = await mailed_tokens(system, email, "/confirm")
+    await page.goto(f"/confirm?token={token}")
+    await page.get_by_label("Your password").fill("not the password at all")
+    await page.get_by_role("button", name="Confirm my email address").click()
+    await expect(page.get_by_role("alert")).to_have_text("Incorrect email or password")
+    await page.get_by_label("Your password").fill(PASSWORD)
+    await page.get_by_role("button", name="Confirm my email address").click()
+    await expect(page.get_by_text("Your email address is confirmed. You can sign in now.")).to_be_visible()

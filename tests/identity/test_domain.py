@@ -63,3 +63,19 @@ def test_identity_waits_for_lockouts_verdict_only_at_a_threshold(from_source: in
     recent = RecentFailures(from_source=from_source, from_all=from_all, latest=latest)
     until = awaiting_lockout(recent, max_from_source=5, max_from_all=20, now=NOW)
     assert until == (None if wait is None else NOW + timedelta(seconds=wait))
+
+
+def test_common_password_list_is_offline_and_at_least_ten_thousand_long() -> None:
+    assert len(domain.COMMON_PASSWORDS) >= 10_000
+
+
+@pytest.mark.parametrize("password", ["qwerty123456", "QwErTy123456", "ｑｗｅｒｔｙ１２３４５６"])
+def test_common_password_is_refused_after_nfkc_and_case_folding(password: str) -> None:
+    with pytest.raises(domain.PasswordTooCommon):
+        domain.check_password(password, min_length=12)
+
+
+def test_length_is_counted_as_typed_not_after_nfkc() -> None:
+    with pytest.raises(domain.PasswordTooShort):
+        domain.check_password("ﷺ" * 11, min_length=12)
+    assert domain.check_password("ﷺ" * 12, min_length=12) == domain.normalize_password("ﷺ" * 12)

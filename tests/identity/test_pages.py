@@ -129,12 +129,38 @@ async def test_confirm_link_is_used_only_by_the_button_not_by_opening_it(system:
     await client.get(f"/confirm?token={token}")  # a mail scanner's prefetch
     page, csrf = await open_form(client, f"/confirm?token={token}")
     assert page.status_code == 200 and "Confirm my email address" in words(page)
-    confirmed = await client.post("/confirm", data={"csrf_token": csrf, "token": token})
+    confirmed = await client.post("/confirm", data={"csrf_token": csrf, "token": token, "password": PASSWORD})
     assert (confirmed.status_code, confirmed.headers["location"]) == (303, "/login?notice=confirmed")
     assert "Your email address is confirmed" in words(await client.get(confirmed.headers["location"]))
     used = await client.get(f"/confirm?token={token}")
     assert used.status_code == 400 and "Link invalid or already used" in words(used)
     assert '<a href="/resend-confirmation">Send Confirmation Email</a>' in used.text
+
+
+async def test_account_page_signs_out_everywhere(system: System, client: httpx.AsyncClient, org: Org) -> None:
+    account = await confirmed_account(system, client)
+    async with portal(system, org) as phone:
+        await submit(phone, "/login", "/login", email=account.email, password=account.password)
+        await submit(client, "/login", "/login", email=account.email, password=account.password)
+        page, csrf = await open_form(client, "/")
+        assert "Sign out everywhere" in words(page)
+        ended = await client.post("/logout-all", data={"csrf_token": csrf})
+        assert (ended.status_code, ended.headers["location"]) == (303, "/login?notice=signed_out_everywhere")
+        assert "You are signed out on every device." in words(await client.get(ended.headers["location"]))
+        assert (await phone.get("/")).headers["location"] == "/login"
+
+
+async def test_confirm_page_asks_for_the_password_and_a_wrong_one_keeps_the_link(system: System, client: httpx.AsyncClient) -> None:
+    email = new_email()
+    await register(client, email)
+    [token] = await mailed_tokens(system, email, "/confirm")
+    page, csrf = await open_form(client, f"/confirm?token={token}")
+    assert '<label for="password">Your password</label>' in page.text and 'autocomplete="current-password"' in page.text
+    wrong = await client.post("/confirm", data={"csrf_token": csrf, "token": token, "password": "not the password at all"})
+    assert wrong.status_code == 401 and "Incorrect email or password" in words(wrong)
+    assert "Confirm my email address" in words(wrong)  # the form again, the link still good
+    confirmed = await client.post("/confirm", data={"csrf_token": csrf, "token": token, "password": PASSWORD})
+    assert (confirmed.status_code, confirmed.headers["location"]) == (303, "/login?notice=confirmed")
 
 
 async def test_expired_reset_link_page_says_link_expired_and_offers_a_new_one(

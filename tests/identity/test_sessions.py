@@ -10,7 +10,7 @@ from portal_auth.system import System
 from services.identity.http import set_session_cookie
 from services.identity.settings import IdentitySettings
 from tests.conftest import Org, portal
-from tests.identity.conftest import assert_problem, confirmed_account, login
+from tests.identity.conftest import account_events, assert_problem, confirmed_account, login
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +51,32 @@ async def test_logout_revokes_the_session(system: System, client: httpx.AsyncCli
     assert answer.status_code == 204
     assert_problem(await client.get("/auth/session", headers={"Cookie": f"{COOKIE}={cookie}"}), "not_authenticated")
 
+
+async def test_logout_all_ends_every_session_of_the_person_and_only_theirs(
+        system: System, client: httpx.AsyncClient, org: Org) -> None:
+    account, someone_else = await confirmed_account(system, client), await confirmed_account(system, client)
+    cookies = []
+    for _ in range(3):  # three devices
+        async with portal(system, org) as device:
+            assert (await login(device, account.email, account.password)).status_code == 200
+            cookies.append(device.cookies[COOKIE])
+    async with portal(system, org) as other:
+        assert (await login(other, someone_else.email, someone_else.password)).status_code == 200
+        other_cookie = other.cookies[COOKIE]
+
+    ended = await client.post("/auth/logout-all", headers={"Cookie": f"{COOKIE}={cookies[0]}"})
+    assert ended.status_code == 204
+    for cookie in cookies:
+        assert_problem(await client.get("/auth/session", headers={"Cookie": f"{COOKIE}={cookie}"}), "not_authenticated")
+    assert (await client.get("/auth/session", headers={"Cookie": f"{COOKIE}={other_cookie}"})).status_code == 200
+    revoked = [e for e in await account_events(system, org, account.email, until="SessionRevoked", count=3)
+               if e["type"] == "SessionRevoked"]
+    assert [(e["version"], e["data"]["reason"]) for e in revoked] == [(2, "logout_all")] * 3
+
+
+async def test_logout_all_without_a_session_is_not_authenticated(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.post("/auth/logout-all"), "not_authenticated")
+    assert_problem(await client.post("/auth/logout-all", headers={"Cookie": f"{COOKIE}=forged"}), "not_authenticated")
 
 
 async def test_session_cookie_is_host_only_httponly_lax_on_every_path(system: System, client: httpx.AsyncClient) -> None:

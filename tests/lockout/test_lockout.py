@@ -70,7 +70,7 @@ async def signed_up(system: System, org: Org, *, prefix: str = "user") -> str:
     async with portal(system, org) as browser:
         assert (await browser.post("/auth/register", json={"email": email, "password": PASSWORD})).status_code == 202
         [message] = await mail_to(system, email)
-        assert (await browser.post("/auth/confirm", json={"token": token_in(message, "/confirm")})).status_code == 200
+        assert (await browser.post("/auth/confirm", json={"token": token_in(message, "/confirm"), "password": PASSWORD})).status_code == 200
     return email
 
 
@@ -247,7 +247,7 @@ async def test_same_email_in_two_organizations_is_locked_independently(system: S
     async with portal(system, second) as browser:
         assert (await browser.post("/auth/register", json={"email": email, "password": PASSWORD})).status_code == 202
         [_, message] = await mail_to(system, email, count=2)
-        assert (await browser.post("/auth/confirm", json={"token": token_in(message, "/confirm")})).status_code == 200
+        assert (await browser.post("/auth/confirm", json={"token": token_in(message, "/confirm"), "password": PASSWORD})).status_code == 200
 
     await fail(system, first, email, source=SOURCE_A, times=5)
     assert_locked(await answered(system, first, email, source=SOURCE_A, status=423))

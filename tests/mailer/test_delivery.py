@@ -44,7 +44,7 @@ async def test_confirmation_email_names_the_organization_and_its_link_confirms(s
         assert "help@globex.example.com" in text_of(email) and "evil.example" not in text_of(email)
         html = email.get_body(("html",)).get_content()
         assert f'href="{link_in(email, "/confirm")}"' in html and "Globex Portal" in html
-        confirmed = await browser.post("/auth/confirm", json={"token": token_in(email, "/confirm")})
+        confirmed = await browser.post("/auth/confirm", json={"token": token_in(email, "/confirm"), "password": PASSWORD})
     assert (confirmed.status_code, confirmed.json()) == (200, {"status": "confirmed"})
     [(_, sent)] = await events_on(system.infra, MAILER_TOPIC, lambda e: e["tenant"] == org.slug, count=1)
     event = json.loads(sent)

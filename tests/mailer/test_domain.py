@@ -62,7 +62,9 @@ def test_temporary_failure_gives_up_after_max_attempts() -> None:
 
 
 def test_throttle_admits_up_to_the_limit_and_records_the_rest() -> None:
-    assert [domain.admit(n, limit=5) for n in (0, 4, 5, 9)] == [Status.QUEUED, Status.QUEUED, Status.THROTTLED, Status.THROTTLED]
+    assert [domain.admit(Kind.RESET, n, limit=5) for n in (0, 4, 5, 9)] == [Status.QUEUED, Status.QUEUED, Status.THROTTLED,
+                                                                            Status.THROTTLED]
+    assert domain.admit(Kind.PASSWORD_CHANGED, 9, limit=5) is Status.QUEUED
 
 
 def test_secrets_are_dropped_from_a_context_that_will_not_be_sent() -> None:

@@ -58,7 +58,7 @@ async def confirmed_account(system: System, org: Org, email: str, password: str 
     """Registered in ``org`` and confirmed through the link the mailer sent to its domain."""
     assert (await register(system, org, email, password)).status_code == 202
     [message] = await mail_from(system, org, email)
-    answer = await on_host(system, org.host, "POST", "/auth/confirm", json={"token": token_in(message, "/confirm")})
+    answer = await on_host(system, org.host, "POST", "/auth/confirm", json={"token": token_in(message, "/confirm"), "password": password})
     assert answer.status_code == 200, answer.text
 
 
