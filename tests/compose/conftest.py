@@ -57,7 +57,8 @@ class Stack:
 
     def python(self, service: str, script: str) -> str:
         """Runs ``script`` in one of ``service``'s containers (its network, its credentials)."""
-        return self.exec(service, "python3", "-c", script).stdout.decode()
+        result = self.exec(service, "python3", "-c", script)
+        return result.stdout.decode() + result.stderr.decode(errors="replace")
 
     def logs(self, service: str) -> str:
         result = self.compose.run("logs", "--no-color", service)
