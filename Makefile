@@ -25,7 +25,6 @@ $(VENV)/.installed: pyproject.toml
 asyncapi: $(VENV)/.installed
 	$(BIN)/portal-auth asyncapi --output docs/asyncapi.json
 
+# Every figure of docs/performance.md, written there with the date and commit (BENCH_ARGS=--quick: under 3 minutes).
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/login_latency.py
-	$(BIN)/python benchmarks/lockout_lag.py
-	$(BIN)/python benchmarks/mail_latency.py
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)

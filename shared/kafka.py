@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,12 +20,16 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import DatabaseUnavailable, transaction
-from shared.events import PARTITIONS, TOPICS, Envelope, Event, dlq_topic
+from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, dlq_topic
 from shared.messaging import AppliedEvents
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 15.0
+BUSY_RETRY_SECONDS = 0.01
+# A consumer's fetch waits at the broker until a record arrives or this passes: the broker
+# answers at once when one arrives, so a long wait costs no latency and spares idle round trips.
+FETCH_MAX_WAIT_MS = 500
 
 
 def make_broker(bootstrap_servers: str, *, client_id: str, idempotence: bool = True,
@@ -104,7 +109,7 @@ class OutboxRelay:
     """
 
     def __init__(self, *, engine: AsyncEngine, table: sa.Table, broker: KafkaBroker,
-                 connected: asyncio.Event, batch: int = 500, idle_seconds: float = 0.25) -> None:
+                 connected: asyncio.Event, batch: int = 500, idle_seconds: float = 1.0) -> None:
         self._engine, self._table, self._broker, self._connected = engine, table, broker, connected
         self._batch, self._idle = batch, idle_seconds
         self._lock_id = zlib.crc32(f"outbox:{table.fullname}".encode())
@@ -122,7 +127,9 @@ class OutboxRelay:
                 log.warning("outbox relay: %s", exc)
                 sent = 0
                 await asyncio.sleep(1.0)
-            if sent < self._batch:
+            if sent is None:  # another process's relay is sending; it may have missed our rows
+                await asyncio.sleep(BUSY_RETRY_SECONDS)
+            elif sent < self._batch:
                 await self._sleep()
 
     async def _sleep(self) -> None:
@@ -132,11 +139,12 @@ class OutboxRelay:
             pass
         self._wake.clear()
 
-    async def relay_once(self) -> int:
+    async def relay_once(self) -> int | None:
+        """How many rows were sent; None when another relay of the service held the lock."""
         t = self._table
         async with transaction(self._engine) as conn:
             if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id))):
-                return 0
+                return None
             rows = (await conn.execute(
                 sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload)
                 .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self._batch)
@@ -149,9 +157,11 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, rows: list[Any]) -> None:
+        # The payload was written from a valid envelope: it is sent as it is, with its type in a
+        # header, so that a consumer can pass over the types it does not handle without parsing them.
         futures = [
-            await self._broker.publish(Envelope.model_validate(r.payload).to_bytes(), r.topic,
-                                       key=r.key.encode(), headers={"content-type": "application/json"},
+            await self._broker.publish(json.dumps(r.payload, separators=(",", ":")).encode(), r.topic, key=r.key.encode(),
+                                       headers={"content-type": "application/json", "type": r.payload["type"]},
                                        no_confirm=True)
             for r in rows
         ]
@@ -167,10 +177,14 @@ class EventConsumer:
     def __init__(self, *, engine: AsyncEngine, applied: AppliedEvents,
                  handlers: Mapping[type[Event], Handler], after_commit: Callable[[], None] = lambda: None) -> None:
         self._engine, self._applied, self._handlers = engine, applied, handlers
+        self._types = frozenset(event_type.TYPE for event_type in handlers)
         self._after_commit = after_commit
 
-    async def __call__(self, envelope: Envelope) -> None:
-        event = envelope.event()  # raises for unknown or malformed events: dead letter
+    def handles(self, type_name: str) -> bool:
+        return type_name in self._types
+
+    async def __call__(self, envelope: Envelope, event: Event | None = None) -> None:
+        event = event or envelope.event()  # raises for unknown or malformed events: dead letter
         handler = self._handlers.get(type(event))
         if handler is None:
             return  # someone else's concern
@@ -187,23 +201,25 @@ class PoisonMessage(Exception):
 MAX_ATTEMPTS = 5
 
 
-def subscribe(broker: KafkaBroker, *, topics: tuple[str, ...], group_id: str,
-              consume: Callable[[Envelope], Awaitable[None]]) -> None:
+def subscribe(broker: KafkaBroker, *, topics: tuple[str, ...], group_id: str, consume: EventConsumer) -> None:
     """Subscribe ``consume`` at least once, in order per partition, dead-lettering poison."""
     attempts: dict[tuple[str, int, int], int] = {}
 
     @broker.subscriber(*topics, group_id=group_id, auto_offset_reset="earliest",
-                       fetch_max_wait_ms=20, ack_policy=AckPolicy.NACK_ON_ERROR)
+                       fetch_max_wait_ms=FETCH_MAX_WAIT_MS, ack_policy=AckPolicy.NACK_ON_ERROR)
     async def on_message(message: KafkaMessage) -> None:
+        type_name = message.headers.get("type")
+        if type_name in EVENT_TYPES and not consume.handles(type_name):
+            return  # a known type this service has no use for: not even parsed
         await _deliver(broker, message, consume, attempts)
 
 
-async def _deliver(broker: KafkaBroker, message: Any, consume: Callable[[Envelope], Awaitable[None]],
+async def _deliver(broker: KafkaBroker, message: Any, consume: EventConsumer,
                    attempts: dict[tuple[str, int, int], int]) -> None:
     record = message.raw_message
     where = (record.topic, record.partition, record.offset)
     try:
-        await consume(_parse(message.body))
+        await consume(*_parse(message.body))
         attempts.pop(where, None)
     except PoisonMessage as exc:
         await _dead_letter(broker, record, str(exc))
@@ -221,11 +237,10 @@ async def _deliver(broker: KafkaBroker, message: Any, consume: Callable[[Envelop
         raise
 
 
-def _parse(raw: bytes) -> Envelope:
+def _parse(raw: bytes) -> tuple[Envelope, Event]:
     try:
         envelope = Envelope.from_bytes(raw)
-        envelope.event()
-        return envelope
+        return envelope, envelope.event()
     except (ValueError, ValidationError) as exc:  # includes json errors and UnknownEvent
         raise PoisonMessage(f"{type(exc).__name__}: {exc}"[:500]) from exc
 

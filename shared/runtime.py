@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
@@ -35,6 +36,7 @@ class Runtime:
     relay: OutboxRelay
     connected: asyncio.Event
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _beside: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     @classmethod
     def build(cls, *, name: str, settings: ServiceSettings, metadata: sa.MetaData) -> Runtime:
@@ -58,6 +60,10 @@ class Runtime:
         consumer = EventConsumer(engine=self.engine, applied=self.applied, handlers=handlers, after_commit=woken)
         subscribe(self.broker, topics=topics, group_id=self.name, consume=consumer)
 
+    def beside(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work`` as a task for as long as the runtime runs (started and cancelled with it)."""
+        self._beside.append(work)
+
     def health(self) -> APIRouter:
         async def kafka_up() -> bool:
             return self.connected.is_set() and await self.broker.ping(timeout=1.0)
@@ -71,6 +77,7 @@ class Runtime:
                 replication_factor=self.settings.kafka_replication_factor,
                 client_options=self.settings.kafka_client_options())),
             asyncio.create_task(self.relay.run()),
+            *(asyncio.create_task(work()) for work in self._beside),
         ]
 
     async def stop(self) -> None:

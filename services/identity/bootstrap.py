@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from services.identity import consumers, pages
 from services.identity.domain import SessionPolicy
 from services.identity.handlers import Deps, PasswordHasher
+from services.identity.memory import LiveCopies
 from services.identity.http import Portal, install_security_headers, metrics_router, routes
 from services.identity.settings import IdentitySettings
 from services.identity.tables import metadata
@@ -21,16 +22,20 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     settings = settings or IdentitySettings()
     runtime = Runtime.build(name="identity", settings=settings, metadata=metadata)
     runtime.consume(topics=consumers.TOPICS, handlers=consumers.HANDLERS)
+    memory = LiveCopies(engine=runtime.engine, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=runtime.name)
+    runtime.beside(memory.run)
     deps = Deps(
         outbox=runtime.outbox,
         cipher=MailTokenCipher(settings.mail_token_key),
-        hasher=PasswordHasher(settings.bcrypt_rounds),
+        hasher=PasswordHasher(settings.bcrypt_rounds, workers=settings.hash_workers or None,
+                              max_wait=settings.hash_queue_max_wait_seconds),
         sessions=SessionPolicy(
             idle=timedelta(seconds=settings.session_idle_seconds),
             absolute=timedelta(seconds=settings.session_absolute_seconds),
             remember_idle=timedelta(seconds=settings.remember_idle_seconds),
             remember_absolute=timedelta(seconds=settings.remember_absolute_seconds),
         ),
+        memory=memory,
     )
     app = FastAPI(title="portal-auth identity", lifespan=runtime.lifespan)
     app.state.runtime, app.state.deps, app.state.settings = runtime, deps, settings

@@ -4,17 +4,23 @@ into the outbox in that same transaction."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
+import os
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.identity import domain
 from services.identity.domain import Refused, SessionPolicy
+from services.identity.memory import LiveCopies
 from services.identity.repository import IdentityRepository
 from shared import events
 from shared.messaging import Outbox
@@ -23,6 +29,7 @@ from shared.tenancy import TenantSettings
 
 # The purposes tokens are issued and sealed for: the mailer checks them against the event.
 CONFIRM, RESET = events.UserRegistered.PURPOSE, events.ResetRequested.PURPOSE
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -30,28 +37,66 @@ def utcnow() -> datetime:
 
 
 class PasswordHasher:
-    """bcrypt off the event loop, so both cores work; a dummy hash answers for unknown emails.
+    """bcrypt off the event loop in a queue of its own, one worker per core; a dummy hash answers
+    for unknown emails.
+
+    The queue is bounded by time: when a new hash would wait longer than ``max_wait`` (the work in
+    the queue, at the measured time of one hash, spread over the workers), it is refused at once
+    with 503 service_unavailable and Retry-After, rather than letting every login's latency grow
+    without bound under overload.
 
     The counters are exported at /metrics: they show, without timing anything, that every login
-    that reaches the password runs bcrypt once and a locked account runs it not at all."""
+    that reaches the password runs bcrypt once and a locked account runs it not at all; and how
+    much CPU bcrypt took, which the benchmark subtracts to find the cost of everything else."""
 
-    def __init__(self, rounds: int) -> None:
-        self.rounds = rounds
+    def __init__(self, rounds: int, *, workers: int | None = None, max_wait: float = 1.0) -> None:
+        self.rounds, self.max_wait = rounds, max_wait
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bcrypt")
+        started = time.perf_counter()
         self._dummy = domain.hash_password(new_token(), rounds=rounds)
+        self._seconds_each = time.perf_counter() - started  # moving average of one hash's run time
+        self._in_queue = 0
         self.hashes = 0
         self.verifications = 0
+        self.refused = 0
+        self.cpu_seconds = 0.0
 
     async def hash(self, password: str) -> str:
         self.hashes += 1
-        return await asyncio.to_thread(domain.hash_password, password, rounds=self.rounds)
+        return await self._run(domain.hash_password, password, rounds=self.rounds)
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         self.verifications += 1
-        ok = await asyncio.to_thread(domain.verify_password, password, hashed or self._dummy)
+        ok = await self._run(domain.verify_password, password, hashed or self._dummy)
         return ok and hashed is not None
 
     def outdated(self, hashed: str) -> bool:
         return domain.hash_rounds(hashed) != self.rounds
+
+    def expected_wait(self) -> float:
+        return self._in_queue // self.workers * self._seconds_each
+
+    async def _run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        wait = self.expected_wait()
+        if wait > self.max_wait:
+            self.refused += 1
+            raise Refused("service_unavailable", retry_after=max(1, math.ceil(wait)))
+        self._in_queue += 1
+        try:
+            result, wall, cpu = await asyncio.get_running_loop().run_in_executor(
+                self._pool, functools.partial(_timed, work, *args, **kwargs))
+        finally:
+            self._in_queue -= 1
+        self.cpu_seconds += cpu
+        self._seconds_each += (wall - self._seconds_each) / 8
+        return result
+
+
+def _timed(work: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float, float]:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = work(*args, **kwargs)
+    return result, time.perf_counter() - wall, time.thread_time() - cpu
 
 
 @dataclass(frozen=True)
@@ -69,6 +114,7 @@ class Deps:
     hasher: PasswordHasher
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     clock: Callable[[], datetime] = utcnow
+    memory: LiveCopies | None = None  # organizations and live locks; None: the tables answer
 
 
 @dataclass(frozen=True)
@@ -110,7 +156,7 @@ async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, pa
     repo, now = IdentityRepository(conn), deps.clock()
     row = await _live_token(repo, deps, org, token, CONFIRM)
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
-    await _admit(repo, org, user.email, source, now)
+    await _admit(repo, deps, org, user.email, source, now)
     if not await deps.hasher.verify(password, user.password_hash):
         return await _login_failed(conn, repo, deps, org, email=user.email, source=source, now=now)
     await _use(repo, deps, org, row)
@@ -119,11 +165,32 @@ async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, pa
     return None
 
 
+@contextlib.contextmanager
+def admitted(deps: Deps, org: Org, *, email: str, source: str) -> Iterator[None]:
+    """What a login checks before anything else (no database, no bcrypt): the replica's memory of
+    lockout's decisions, first, so a locked account is answered 423 and never 429 whatever the
+    concurrency; then whether another attempt on the account is in flight here (429). Without
+    that memory (still catching up) ``login`` asks the table."""
+    if deps.memory is None:
+        yield
+        return
+    now, address = deps.clock(), _email(email)
+    if deps.memory.ready:
+        locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=address, source=source, now=now)
+        if locked_until is not None:
+            raise _retry_later("account_locked", now, until=locked_until)
+    with deps.memory.in_flight.claim(org.slug, address) as claimed:
+        if not claimed:
+            raise _one_at_a_time(now)
+        yield
+
+
 async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
                 source: str) -> SignedIn | Refused:
-    """A refusal is returned, not raised, when its effects must be committed (LoginFailed)."""
+    """A refusal is returned, not raised, when its effects must be committed (LoginFailed).
+    The entrypoint runs it ``admitted``, outside the transaction."""
     address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
-    await _admit(repo, org, address, source, now)
+    await _admit(repo, deps, org, address, source, now)
     user = await repo.user_by_email(tenant=org.slug, email=address)
     if not await deps.hasher.verify(password, user.password_hash if user else None):
         return await _login_failed(conn, repo, deps, org, email=address, source=source, now=now)
@@ -145,13 +212,17 @@ async def _login_failed(conn: AsyncConnection, repo: IdentityRepository, deps: D
     return Refused("invalid_credentials")
 
 
-async def _admit(repo: IdentityRepository, org: Org, address: str, source: str, now: datetime) -> None:
+async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, source: str, now: datetime) -> None:
     """The refusals that cost no bcrypt work: a parallel attempt on the same account (the
-    transaction-scoped advisory lock is held until this attempt commits), a lock, or failures
-    that reached a threshold while lockout's verdict is on its way."""
+    transaction-scoped advisory lock is held until this attempt commits), a lock (from the table
+    while the memory is not there), or failures that reached a threshold while lockout's verdict
+    is on its way."""
     if not await repo.serialize_account(tenant=org.slug, email=address):
-        raise _retry_later("too_many_requests", now, until=now + timedelta(seconds=1))
-    locked_until = await repo.locked_until(tenant=org.slug, email=address, source=source, now=now)
+        raise _one_at_a_time(now)
+    if deps.memory is not None and deps.memory.ready:
+        locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=address, source=source, now=now)
+    else:
+        locked_until = await repo.locked_until(tenant=org.slug, email=address, source=source, now=now)
     if locked_until is not None:
         raise _retry_later("account_locked", now, until=locked_until)
     policy = org.settings.lockout
@@ -160,6 +231,10 @@ async def _admit(repo: IdentityRepository, org: Org, address: str, source: str, 
                                           max_from_all=policy.max_failures_account, now=now)
     if verdict_due is not None:
         raise _retry_later("too_many_requests", now, until=verdict_due)
+
+
+def _one_at_a_time(now: datetime) -> Refused:
+    return _retry_later("too_many_requests", now, until=now + timedelta(seconds=1))
 
 
 def _retry_later(code: str, now: datetime, *, until: datetime) -> Refused:
@@ -230,6 +305,8 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await repo.clear_locks(tenant=org.slug, email=user.email, every=True)
     await repo.clear_failures(tenant=org.slug, email=user.email)
+    if deps.memory is not None:  # at once here; lockout's AccountUnlocked tells every replica
+        deps.memory.locks.unlock(tenant=org.slug, email=user.email, source=None, every=True)
     await _revoke(conn, repo, deps, org, email=user.email, user_id=user.id, reason="password_changed")
     await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id, host=org.host), tenant=org.slug)
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import BaseModel, Field
 
 from services.identity import handlers
@@ -107,7 +109,13 @@ class Portal:
     deps: Deps
 
     async def organization(self, request: Request) -> Org:
+        """From the replica's memory of tenant.events; the table answers while it catches up, and
+        for hosts it does not know (so a 404 is said by the table)."""
         host = request_host(request, self.settings)
+        memory = self.deps.memory
+        known = memory.organizations.for_host(host) if memory is not None and memory.ready else None
+        if known is not None:
+            return Org(slug=known.slug, name=known.name, settings=known.settings, host=host)
         async with transaction(self.runtime.engine) as conn:
             row = await IdentityRepository(conn).tenant_for_host(host)
         if row is None:
@@ -123,6 +131,14 @@ class Portal:
         if isinstance(outcome, Refused):
             raise outcome
         return outcome
+
+    async def login(self, org: Org, request: Request, *, email: str, password: str, remember: bool) -> SignedIn:
+        """A lock known in memory, or an attempt in flight, is refused before the transaction."""
+        source = self.source(request)
+        with handlers.admitted(self.deps, org, email=email, source=source):
+            signed_in: SignedIn = await self.run(handlers.login, org, email=email, password=password, remember=remember,
+                                                 source=source)
+        return signed_in
 
     def source(self, request: Request) -> str:
         return client_address(request, self.settings)
@@ -194,8 +210,7 @@ def routes(portal: Portal) -> APIRouter:
 
     @router.post("/login")
     async def login(body: Login, org: Organization, request: Request, response: Response) -> dict[str, Any]:
-        signed_in = await portal.run(handlers.login, org, email=body.email, password=body.password,
-                                     remember=body.remember_me, source=portal.source(request))
+        signed_in = await portal.login(org, request, email=body.email, password=body.password, remember=body.remember_me)
         portal.sign_in(response, signed_in)
         return {"user": signed_in.user, "organization": signed_in.organization}
 
@@ -235,6 +250,14 @@ def metrics_router(deps: Deps) -> APIRouter:
                           "counter", deps.hasher.verifications),
             Metric.single("identity_password_hashes_total", "Passwords hashed with bcrypt (registrations, resets, upgrades)",
                           "counter", deps.hasher.hashes),
+            Metric.single("identity_password_cpu_seconds_total", "CPU time bcrypt took, hashes and verifications",
+                          "counter", deps.hasher.cpu_seconds),
+            Metric.single("identity_password_refused_total",
+                          "Hashes refused with 503 because the queue's expected wait was over its bound",
+                          "counter", deps.hasher.refused),
+            Metric.single("identity_memory_ready",
+                          "1 once this replica's in-memory copies of organizations and locks have caught up with the log",
+                          "gauge", int(deps.memory is not None and deps.memory.ready)),
         ]
 
     return shared_metrics_router(collect)
@@ -242,13 +265,30 @@ def metrics_router(deps: Deps) -> APIRouter:
 
 def install_security_headers(app: FastAPI) -> None:
     """On every response; no-store unless a route chose otherwise (the stylesheet), since every
-    other answer is about a person's account or carries a form token."""
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    other answer is about a person's account or carries a form token. A plain ASGI middleware:
+    it only touches the response's start message."""
+    app.add_middleware(SecurityHeaders)
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                if "cache-control" not in headers:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def set_session_cookie(response: Response, settings: IdentitySettings, value: str, *, max_age: int | None) -> None:

@@ -200,8 +200,7 @@ def router(portal: Portal) -> APIRouter:
     @pages.post("/login")
     @refusals_shown_on("login.html")
     async def login(request: Request, org: Organization, form: Annotated[LoginForm, Form()]) -> Response:
-        signed_in = await portal.run(handlers.login, org, email=form.email, password=form.password,
-                                     remember=form.remember_me, source=portal.source(request))
+        signed_in = await portal.login(org, request, email=form.email, password=form.password, remember=form.remember_me)
         response = redirect("/")
         portal.sign_in(response, signed_in)
         return response

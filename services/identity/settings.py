@@ -14,6 +14,9 @@ class IdentitySettings(ServiceSettings):
     # then the person sees 503 service_unavailable.
     db_timeout_seconds: float = 1.5
     bcrypt_rounds: int = 12
+    # A login whose hash would wait longer than this in the queue is answered 503 at once.
+    hash_queue_max_wait_seconds: float = 1.0
+    hash_workers: int = 0  # threads that run bcrypt; 0: one per core
     cookie_secure: bool = True
     trusted_proxies: str = ""  # comma-separated addresses or networks whose X-Forwarded-* are believed
     session_idle_seconds: int = 2 * 3600
