@@ -43,7 +43,7 @@ async def test_a_person_signs_in_sees_the_account_and_signs_out(system: System, 
     await expect(page.get_by_text(account.email)).to_be_visible()
     await page.reload()
     await expect(page.get_by_role("heading", name="Your account")).to_be_visible()
-    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_role("button", name="Sign out", exact=True).click()
     await expect(page.get_by_text("You are signed out.")).to_be_visible()
 
 
