@@ -2,17 +2,27 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test compose-test install asyncapi bench
+.PHONY: up test lint compose-test install asyncapi bench system-up system-test
 
-up: $(VENV)/.installed
+# System packages first: scripts/system-packages installs what is missing with apt-get, or
+# stops at once with the command to run.
+up: system-up $(VENV)/.installed
 	$(BIN)/portal-auth up
 
-test: $(VENV)/.installed
+test: system-test lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The production shape for real: dockerd, the images, docker compose up (docs/operations.md).
 compose-test: $(VENV)/.installed
 	$(BIN)/pytest -m compose -p no:cacheprovider -s $(PYTEST_ARGS) tests/compose
+
+# ruff (bug-finding rules, no formatter) and mypy (strict) as configured in pyproject.toml.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy
+
+system-up system-test: system-%:
+	scripts/system-packages $*
 
 install: $(VENV)/.installed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from portal_auth import DEFAULT_PORTS, SERVICES
@@ -103,6 +104,11 @@ def replay(args: argparse.Namespace) -> int:
     only = Filter(tenant=args.tenant, email=email, types=frozenset(args.type or ()))
     try:
         count = asyncio.run(run_replay(_bootstrap(), since=since, only=only))
+    except BrokenPipeError:
+        # The reader has what it wanted (`portal-auth replay | head`): not a Kafka failure.
+        # Python's own flush of stdout at exit would fail again; send it nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (KafkaError, OSError) as exc:
         raise SystemExit(f"error: Kafka at {_bootstrap()} does not answer ({type(exc).__name__})") from None
     print(f"replay: {count} events", file=sys.stderr)
@@ -172,7 +178,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.run(args)
+    code: int = args.run(args)
+    return code
 
 
 if __name__ == "__main__":

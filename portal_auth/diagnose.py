@@ -115,8 +115,8 @@ def _failures(history: list[Envelope], tenant: dict[str, Any], org: str, address
 
 
 def _reset(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
-    asked = _last(history, "ResetRequested")
-    if asked is None or _last(history, "ResetRequested", "PasswordChanged").type == "PasswordChanged":
+    asked, latest = _last(history, "ResetRequested"), _last(history, "ResetRequested", "PasswordChanged")
+    if asked is None or latest is None or latest.type == "PasswordChanged":
         return []
     expires = datetime.fromisoformat(asked.data["expires_at"])
     failed = [e for e in history if e.type == "EmailFailed" and e.occurred_at >= asked.occurred_at]

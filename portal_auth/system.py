@@ -25,6 +25,7 @@ from portal_auth.devstack import (
     start_mail_catcher,
     start_postgres,
 )
+from portal_auth.devstack._net import preferred_port
 from portal_auth.devstack._proc import ManagedProcess
 from shared.kafka import ensure_topics
 
@@ -42,7 +43,7 @@ class Infrastructure:
     def env(self) -> dict[str, str]:
         return {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
                 "SMTP_HOST": self.smtp_host, "SMTP_PORT": str(self.smtp_port),
-                "KAFKA_IDEMPOTENCE": "false" if self.kafka and self.kafka.flavour == "tansu" else "true"}
+}
 
     def stop(self) -> None:
         for handle in (self.mail, self.kafka, self.postgres):
@@ -53,7 +54,7 @@ class Infrastructure:
 def start_infrastructure(workdir: Path, *, env: Mapping[str, str] = os.environ, fixed_ports: bool = False,
                          say: Callable[[str], None] = print) -> Infrastructure:
     """Use DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS and SMTP_HOST when given; start local ones otherwise."""
-    port = (lambda default: default) if fixed_ports else (lambda default: free_port())
+    port = preferred_port if fixed_ports else (lambda default: free_port())
     infra = Infrastructure(env.get("DATABASE_URL", ""), env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
                            env.get("SMTP_HOST", ""), int(env.get("SMTP_PORT", "25")))
     try:
@@ -64,9 +65,11 @@ def start_infrastructure(workdir: Path, *, env: Mapping[str, str] = os.environ, 
         if not infra.kafka_bootstrap:
             say("starting Kafka ...")
             started = time.monotonic()
-            infra.kafka = start_kafka(workdir / "kafka", port=port(9092), flavour=env.get("PORTAL_AUTH_KAFKA", "auto"))
+            if env.get("PORTAL_AUTH_KAFKA", "apache") not in ("apache", "auto"):  # CI still says apache
+                raise DevstackError("PORTAL_AUTH_KAFKA: Apache Kafka is the only local broker; use KAFKA_BOOTSTRAP_SERVERS for another")
+            infra.kafka = start_kafka(workdir / "kafka", port=port(9092))
             infra.kafka_bootstrap = infra.kafka.bootstrap
-            say(f"Kafka ({infra.kafka.flavour}) ready in {time.monotonic() - started:.1f} s")
+            say(f"Kafka ready in {time.monotonic() - started:.1f} s")
         if not infra.smtp_host:
             infra.mail = start_mail_catcher(workdir / "mail", smtp_port=port(1025), web_port=port(8025))
             infra.smtp_host, infra.smtp_port = infra.mail.smtp_host, infra.mail.smtp_port

@@ -41,7 +41,7 @@ class Refused(Exception):
 # --- the command line ----------------------------------------------------------------------------
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `tenant` and its subcommands to `portal-auth`'s subparsers."""
     tenant = subparsers.add_parser("tenant", help="create, list, show and change organizations and their domains",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

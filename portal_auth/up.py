@@ -9,11 +9,10 @@ import threading
 
 import httpx
 
-from portal_auth import admin_token_file, home, service_urls_file, write_service_urls
-from portal_auth.devstack import free_port
-from portal_auth.devstack._net import port_accepts
+from portal_auth import DEFAULT_PORTS, SERVICES, admin_token_file, home, service_urls_file, write_service_urls
+from portal_auth.devstack._net import preferred_port
 from portal_auth.gateway import nginx_binary, start_gateway
-from portal_auth.system import DEFAULT_PORTS, SERVICES, System, start_infrastructure
+from portal_auth.system import System, start_infrastructure
 from shared.secrets import new_mail_token_key
 
 GATEWAY_PORT = 8080
@@ -30,14 +29,13 @@ def _new_admin_token() -> str:
     return token
 
 
-def _port(preferred: int) -> int:
-    return free_port() if port_accepts(preferred) else preferred
+def say(line: str) -> None:
+    print(f"portal-auth: {line}", flush=True)
 
 
 def up() -> int:
     workdir = home() / "run"
     workdir.mkdir(parents=True, exist_ok=True)
-    say = lambda line: print(f"portal-auth: {line}", flush=True)  # noqa: E731
     infra = start_infrastructure(workdir, fixed_ports=True, say=say)
     env = {
         "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN") or _new_admin_token(),
@@ -45,8 +43,8 @@ def up() -> int:
         "COOKIE_SECURE": os.environ.get("COOKIE_SECURE", "false"),  # plain HTTP on this machine
         "TRUSTED_PROXIES": os.environ.get("TRUSTED_PROXIES", "127.0.0.1"),
     }
-    ports = {service: _port(DEFAULT_PORTS[service]) for service in SERVICES}
-    gateway_port = _port(GATEWAY_PORT) if nginx_binary() else None
+    ports = {service: preferred_port(DEFAULT_PORTS[service]) for service in SERVICES}
+    gateway_port = preferred_port(GATEWAY_PORT) if nginx_binary() else None
     # Links in emails must reach this machine's portal, wherever it ended up listening.
     env.setdefault("PORTAL_URL_TEMPLATE", os.environ.get("PORTAL_URL_TEMPLATE")
                    or f"http://{{host}}:{gateway_port or ports['identity']}")

@@ -19,21 +19,22 @@ PRODUCERS = {"identity.events": "identity", "lockout.events": "lockout", "tenant
 
 def typed_envelope(cls: type[Event]) -> type[Envelope]:
     """The envelope of one event type, with its typed data, for the document."""
-    return create_model(  # type: ignore[call-overload, no-any-return]
-        f"{cls.TYPE}Message", __base__=Envelope, __doc__=(cls.__doc__ or cls.TYPE).strip(),
-        type=(Literal[cls.TYPE], ...), version=(Literal[cls.VERSION], cls.VERSION), data=(cls, ...),
-    )
+    fields: dict[str, Any] = {"type": (Literal[cls.TYPE], ...), "version": (Literal[cls.VERSION], cls.VERSION), "data": (cls, ...)}
+    model: type[Envelope] = create_model(
+        f"{cls.TYPE}Message", __base__=Envelope, __doc__=(cls.__doc__ or cls.TYPE).strip(), **fields)
+    return model
 
 
 def document() -> dict[str, Any]:
     broker = KafkaBroker(description="portal auth events: one topic per producing service, kept forever")
     for topic in TOPICS:
         models = tuple(typed_envelope(cls) for cls in EVENT_TYPES.values() if cls.TOPIC == topic)
-        broker.publisher(topic, title=topic, schema=Union[models],  # type: ignore[arg-type]  # noqa: UP007
+        broker.publisher(topic, title=topic, schema=Union[models],  # noqa: UP007
                          description=f"Produced by {PRODUCERS[topic]}. Key: '<tenant>:<email>' for account events, "
                                      f"'<tenant>' for tenant events. Undeliverable messages go to {dlq_topic(topic)}.")
     spec = AsyncAPI(broker, title="portal auth events", version="1", schema_version="3.0.0")
-    return spec.to_specification().to_jsonable()
+    jsonable: dict[str, Any] = spec.to_specification().to_jsonable()
+    return jsonable
 
 
 def render() -> str:

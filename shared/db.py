@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -41,6 +42,21 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         if exc.connection_invalidated:
             raise DatabaseUnavailable(str(exc)) from exc
         raise
+
+
+R = TypeVar("R")
+
+
+@overload
+def record(kind: type[R], row: sa.Row[Any]) -> R: ...
+@overload
+def record(kind: type[R], row: sa.Row[Any] | None) -> R | None: ...
+def record(kind: type[R], row: sa.Row[Any] | None) -> R | None:
+    """A result row as a repository's typed record: a dataclass naming the columns it reads."""
+    if row is None:
+        return None
+    fields = row._mapping
+    return kind(**{name: fields[name] for name in getattr(kind, "__dataclass_fields__")})  # noqa: B009
 
 
 async def ping(engine: AsyncEngine) -> bool:

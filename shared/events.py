@@ -131,6 +131,9 @@ class PasswordChanged(AccountEvent):
     host: str
 
 
+RevokeReason = Literal["logout", "logout_all", "password_changed", "expired"]
+
+
 class SessionRevoked(AccountEvent):
     """Version 2: the reason may be ``logout_all`` (the person ended every session)."""
 
@@ -139,7 +142,7 @@ class SessionRevoked(AccountEvent):
     TOPIC = IDENTITY_TOPIC
     user_id: uuid.UUID
     session_id: uuid.UUID
-    reason: Literal["logout", "logout_all", "password_changed", "expired"]
+    reason: RevokeReason
 
 
 # --- lockout.events --------------------------------------------------------------------------

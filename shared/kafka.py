@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,11 +32,10 @@ BUSY_RETRY_SECONDS = 0.01
 FETCH_MAX_WAIT_MS = 500
 
 
-def make_broker(bootstrap_servers: str, *, client_id: str, idempotence: bool = True,
-                client_options: Mapping[str, str] | None = None) -> KafkaBroker:
-    """A producer that waits for every in-sync replica (acks=all) and, where the broker
-    supports it, never writes a retried message twice. ``client_options`` are
-    ``ConnectionSettings.kafka_client_options()``: who this service is to Kafka."""
+def make_broker(bootstrap_servers: str, *, client_id: str, client_options: Mapping[str, str] | None = None) -> KafkaBroker:
+    """A producer that waits for every in-sync replica (acks=all) and never writes a retried
+    message twice (idempotence). ``client_options`` are ``ConnectionSettings.kafka_client_options()``:
+    who this service is to Kafka."""
     options = dict(client_options or {})
     security = None
     if options:
@@ -47,7 +46,7 @@ def make_broker(bootstrap_servers: str, *, client_id: str, idempotence: bool = T
         security=security,
         client_id=client_id,
         acks="all",
-        enable_idempotence=idempotence,
+        enable_idempotence=True,
         linger_ms=0,
         request_timeout_ms=10_000,
         graceful_timeout=5.0,
@@ -156,7 +155,7 @@ class OutboxRelay:
             await conn.execute(t.update().where(t.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.now()))
         return len(rows)
 
-    async def _publish(self, rows: list[Any]) -> None:
+    async def _publish(self, rows: Sequence[sa.Row[int, str, str, Any]]) -> None:
         # The payload was written from a valid envelope: it is sent as it is, with its type in a
         # header, so that a consumer can pass over the types it does not handle without parsing them.
         futures = [

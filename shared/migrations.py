@@ -29,6 +29,8 @@ def upgrade(service: str, database_url: str) -> None:
 def run_env(schema: str) -> None:
     """The body of every service's migrations/env.py."""
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic_config() sets sqlalchemy.url; this env.py runs only through it")
     asyncio.run(_run_online(url, schema))
 
 

@@ -41,8 +41,7 @@ class Runtime:
     @classmethod
     def build(cls, *, name: str, settings: ServiceSettings, metadata: sa.MetaData) -> Runtime:
         engine = make_engine(settings.database_url, timeout=settings.db_timeout_seconds)
-        broker = make_broker(settings.kafka_bootstrap_servers, client_id=name, idempotence=settings.kafka_idempotence,
-                             client_options=settings.kafka_client_options())
+        broker = make_broker(settings.kafka_bootstrap_servers, client_id=name, client_options=settings.kafka_client_options())
         connected = asyncio.Event()
         out = metadata.tables[f"{metadata.schema}.outbox"]
         relay = OutboxRelay(engine=engine, table=out, broker=broker, connected=connected)

@@ -18,7 +18,6 @@ class ConnectionSettings(BaseSettings):
 
     database_url: str = "postgresql+asyncpg://portal:portal@127.0.0.1:5432/portal_auth"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_idempotence: bool = True
     # Where Kafka asks who is connecting (docker-compose.yml): each service's own SASL/SCRAM
     # principal, which the brokers' ACLs let write only its own topic. Empty: no authentication.
     kafka_sasl_username: str = ""

@@ -1,9 +1,9 @@
 """Test infrastructure: real PostgreSQL, Kafka and SMTP; the four services as separate processes.
 
 KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and SMTP_HOST are used when set; otherwise the
-processes are started here (Apache Kafka from Maven's jars, Tansu where Java is missing,
-embedded PostgreSQL, an aiosmtpd catcher). With PORTAL_AUTH_INFRA=containers, PostgreSQL and
-Kafka run instead in containers of the project's own images, started by testcontainers
+processes are started here (Apache Kafka from Maven's jars on Java 17, embedded PostgreSQL,
+an aiosmtpd catcher). With PORTAL_AUTH_INFRA=containers, PostgreSQL and Kafka run instead in
+containers of the project's own images, started by testcontainers
 (portal_auth.devstack.containers; needs a Docker engine and the images built).
 """
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -33,7 +33,7 @@ def message_paths(directory: Path) -> list[Path]:
 def arrival_time(path: Path) -> datetime:
     match = _MESSAGE_NAME.match(path.name)
     assert match is not None, path
-    return datetime.fromtimestamp(int(match.group(1)) / 1e9)
+    return datetime.fromtimestamp(int(match.group(1)) / 1e9, tz=UTC).astimezone()  # local time, for the inbox
 
 
 def read_message(path: Path) -> EmailMessage:

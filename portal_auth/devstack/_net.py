@@ -25,6 +25,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def preferred_port(port: int) -> int:
+    """``port`` when nothing listens on it, else a free one: `portal-auth up` keeps the usual
+    ports where it can and still starts next to a server that has one of them."""
+    return free_port() if port_accepts(port) else port
+
+
 def require_free_port(port: int, what: str) -> None:
     """Fail early when a port is taken: a readiness probe would be answered by the wrong server."""
     if port_accepts(port):

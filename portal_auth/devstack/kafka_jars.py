@@ -1,7 +1,8 @@
 """Apache Kafka's jars, resolved by Maven once into a cache, and a JVM class-data archive of them.
 
 The jars go to ``<cache root>/kafka-<version>/lib``, the cache root being
-``$PORTAL_AUTH_CACHE`` or ``~/.cache/portal-auth``. infra/kafka/pom.xml pins the version
+``$PORTAL_AUTH_CACHE`` or ``~/.cache/portal-auth``. kafka_pom.xml (next to this file, package data) pins the version
+(its bytes are the cache key: the comment in it still names its old path, infra/kafka/pom.xml)
 and is the only input: when it changes, the jars are resolved again.
 """
 
@@ -26,7 +27,7 @@ __all__ = [
     "progress", "resolve_kafka_jars",
 ]
 
-KAFKA_POM = Path(__file__).resolve().parents[2] / "infra" / "kafka" / "pom.xml"
+KAFKA_POM = Path(__file__).resolve().parent / "kafka_pom.xml"
 MAVEN_TIMEOUT_S = 900.0
 _PROGRESS_EVERY_S = 15.0
 
@@ -38,7 +39,7 @@ def cache_root() -> Path:
 
 
 def kafka_version() -> str:
-    """The Kafka version pinned in infra/kafka/pom.xml."""
+    """The Kafka version pinned in kafka_pom.xml."""
     namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
     node = ET.parse(KAFKA_POM).getroot().find("m:properties/m:kafka.version", namespace)
     if node is None or not node.text:

@@ -174,7 +174,7 @@ async def _serve_http(directory: Path, reader: asyncio.StreamReader, writer: asy
 
 
 async def _run(directory: Path, host: str, smtp_port: int, web_port: int) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, before serving)
     smtp = await _start_smtp(directory, host, smtp_port)
     web = await asyncio.start_server(lambda r, w: _serve_http(directory, r, w), host, web_port)
     stopping = asyncio.Event()

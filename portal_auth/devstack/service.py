@@ -15,7 +15,7 @@ class Service(Protocol):
 
 @runtime_checkable
 class PausableService(Service, Protocol):
-    """A service whose outage tests can simulate: only Kafka (apache flavour) is one."""
+    """A service whose outage tests can simulate: only Kafka is one."""
 
     def pause(self) -> None:
         """Stop the process but keep its data, so that it can be started again."""

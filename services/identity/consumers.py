@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.identity.repository import IdentityRepository
 from shared import events
 from shared.events import Envelope
+from shared.kafka import Handler
 
 
 async def tenant_created(conn: AsyncConnection, envelope: Envelope, event: events.TenantCreated) -> None:
@@ -40,7 +41,7 @@ async def account_unlocked(conn: AsyncConnection, envelope: Envelope, event: eve
     await repo.clear_failures(tenant=envelope.tenant, email=event.email, source=None if every else event.source)
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.TenantCreated: tenant_created,
     events.TenantUpdated: tenant_updated,
     events.DomainAdded: domain_added,

@@ -132,7 +132,8 @@ async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, p
     user_id = await repo.add_user(tenant=org.slug, email=address, password_hash=password_hash, display_name=display_name)
     if user_id is None:
         existing = await repo.user_by_email(tenant=org.slug, email=address)
-        await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
+        if existing is not None:
+            await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
         return
     sealed, expires_at = await _issue(repo, deps, org, user_id, address, CONFIRM)  # the first link: never over the limit
     await deps.outbox.add(conn, events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
@@ -192,7 +193,8 @@ async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, pass
     address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
     await _admit(repo, deps, org, address, source, now)
     user = await repo.user_by_email(tenant=org.slug, email=address)
-    if not await deps.hasher.verify(password, user.password_hash if user else None):
+    verified = await deps.hasher.verify(password, user.password_hash if user else None)
+    if user is None or not verified:
         return await _login_failed(conn, repo, deps, org, email=address, source=source, now=now)
     if user.confirmed_at is None:  # said only now, after the right password
         raise Refused("user_not_confirmed", actions=["resend_confirmation"])
@@ -275,7 +277,7 @@ async def logout_all(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_valu
 
 
 async def _revoke(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, user_id: uuid.UUID,
-                  reason: str, session_id: uuid.UUID | None = None) -> None:
+                  reason: events.RevokeReason, session_id: uuid.UUID | None = None) -> None:
     """One session, or with no ``session_id`` every session of the user; a SessionRevoked for each."""
     for revoked in await repo.revoke_sessions(tenant=org.slug, user_id=user_id, session_id=session_id, now=deps.clock()):
         await deps.outbox.add(conn, events.SessionRevoked(email=email, user_id=user_id, session_id=revoked, reason=reason),

@@ -5,9 +5,9 @@ request, running a use case, the session cookie, security headers), and the JSON
 """
 
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -99,6 +99,9 @@ def refusal(refused: Refused) -> Problem:
     return Problem(refused.code, title=extra.pop("title", None), headers=headers, **extra)  # type: ignore[arg-type]
 
 
+Outcome = TypeVar("Outcome")
+
+
 @dataclass(frozen=True)
 class Portal:
     """What both entrypoints, the JSON API and the pages, do the same way: find the request's
@@ -122,7 +125,7 @@ class Portal:
             raise Refused("organization_not_found", host=host)
         return Org(slug=row.slug, name=row.name, settings=TenantSettings.model_validate(row.settings), host=host)
 
-    async def run(self, use_case: Callable[..., Awaitable[Any]], org: Org, **kwargs: Any) -> Any:
+    async def run(self, use_case: Callable[..., Awaitable[Outcome | Refused]], org: Org, **kwargs: Any) -> Outcome:
         """The use case's outcome; a refusal is raised, also one the use case returned so that
         its events were committed first."""
         async with transaction(self.runtime.engine) as conn:
@@ -159,7 +162,7 @@ class JsonRoute(APIRoute):
     form or text bodies, and a cross-site script cannot send application/json without a CORS
     preflight, which identity never grants."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
 
         async def route(request: Request) -> Response:

@@ -12,7 +12,7 @@ says it, the form's origin (Sec-Fetch-Site, Origin) must be this host.
 
 import functools
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -136,7 +136,7 @@ def page_route(view: View) -> type[APIRoute]:
     malformed form) are pages too, not JSON."""
 
     class PageRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handle = super().get_route_handler()
 
             async def route(request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,8 +13,55 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.identity.domain import RecentFailures
 from services.identity.tables import domains, failures, locks, sessions, tenants, tokens, users
+from shared.db import record
 
 ALL_SOURCES = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    slug: str
+    name: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: uuid.UUID
+    tenant: str
+    email: str
+    password_hash: str
+    display_name: str | None
+    confirmed_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    token_hash: str
+    tenant: str
+    user_id: uuid.UUID
+    purpose: str
+    expires_at: datetime
+    used_at: datetime | None
+    superseded_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session with its user's email and name."""
+    id: uuid.UUID
+    token_hash: str
+    tenant: str
+    user_id: uuid.UUID
+    remember: bool
+    created_at: datetime
+    idle_expires_at: datetime
+    absolute_expires_at: datetime
+    revoked_at: datetime | None
+    email: str
+    display_name: str | None
 
 
 def _account_key(tenant: str, email: str) -> sa.ColumnElement[int]:
@@ -26,12 +74,12 @@ class IdentityRepository:
 
     # --- copies of the tenant service's organizations -----------------------------------------
 
-    async def tenant_for_host(self, host: str) -> Any | None:
+    async def tenant_for_host(self, host: str) -> Tenant | None:
         query = sa.select(tenants).join(domains, domains.c.slug == tenants.c.slug).where(domains.c.host == host)
-        return (await self.conn.execute(query)).first()
+        return record(Tenant, (await self.conn.execute(query)).first())
 
-    async def tenant(self, slug: str) -> Any | None:
-        return (await self.conn.execute(sa.select(tenants).where(tenants.c.slug == slug))).first()
+    async def tenant(self, slug: str) -> Tenant | None:
+        return record(Tenant, (await self.conn.execute(sa.select(tenants).where(tenants.c.slug == slug))).first())
 
     async def save_tenant(self, *, slug: str, name: str, settings: dict[str, Any]) -> None:
         stmt = insert(tenants).values(slug=slug, name=name, settings=settings)
@@ -58,9 +106,10 @@ class IdentityRepository:
         await self.conn.execute(query)
 
     async def locked_until(self, *, tenant: str, email: str, source: str, now: datetime) -> datetime | None:
-        return await self.conn.scalar(sa.select(sa.func.max(locks.c.locked_until)).where(
+        until: datetime | None = await self.conn.scalar(sa.select(sa.func.max(locks.c.locked_until)).where(
             locks.c.tenant == tenant, locks.c.email == email,
             locks.c.source.in_([ALL_SOURCES, source]), locks.c.locked_until > now))
+        return until
 
     async def serialize_account(self, *, tenant: str, email: str) -> bool:
         """Try the per-account transaction lock that keeps parallel logins from outrunning lockout."""
@@ -91,17 +140,19 @@ class IdentityRepository:
 
     # --- users --------------------------------------------------------------------------------
 
-    async def user_by_email(self, *, tenant: str, email: str) -> Any | None:
-        return (await self.conn.execute(sa.select(users).where(users.c.tenant == tenant, users.c.email == email))).first()
+    async def user_by_email(self, *, tenant: str, email: str) -> User | None:
+        return record(User, (await self.conn.execute(sa.select(users).where(users.c.tenant == tenant, users.c.email == email))).first())
 
-    async def user_by_id(self, *, tenant: str, user_id: uuid.UUID) -> Any | None:
-        return (await self.conn.execute(sa.select(users).where(users.c.tenant == tenant, users.c.id == user_id))).first()
+    async def user_by_id(self, *, tenant: str, user_id: uuid.UUID) -> User:
+        """A user a token or session points at (their foreign keys say it is there)."""
+        return record(User, (await self.conn.execute(sa.select(users).where(users.c.tenant == tenant, users.c.id == user_id))).one())
 
     async def add_user(self, *, tenant: str, email: str, password_hash: str, display_name: str | None) -> uuid.UUID | None:
         """The new user's id, or None when the address is already registered in this organization."""
         stmt = insert(users).values(id=uuid.uuid4(), tenant=tenant, email=email, password_hash=password_hash,
                                     display_name=display_name).on_conflict_do_nothing().returning(users.c.id)
-        return await self.conn.scalar(stmt)
+        user_id: uuid.UUID | None = await self.conn.scalar(stmt)
+        return user_id
 
     async def confirm_user(self, *, tenant: str, user_id: uuid.UUID, now: datetime) -> None:
         await self.conn.execute(users.update().where(users.c.tenant == tenant, users.c.id == user_id, users.c.confirmed_at.is_(None))
@@ -122,8 +173,8 @@ class IdentityRepository:
         """How many links of ``purpose`` the account was sent since then; serialized per account
         (the user row is locked), so two requests at once cannot both take the last one."""
         await self.conn.execute(sa.select(users.c.id).where(users.c.tenant == tenant, users.c.id == user_id).with_for_update())
-        return int(await self.conn.scalar(sa.select(sa.func.count()).select_from(tokens).where(
-            tokens.c.tenant == tenant, tokens.c.user_id == user_id, tokens.c.purpose == purpose, tokens.c.created_at > since)))
+        return await self.conn.scalar(sa.select(sa.func.count()).select_from(tokens).where(
+            tokens.c.tenant == tenant, tokens.c.user_id == user_id, tokens.c.purpose == purpose, tokens.c.created_at > since)) or 0
 
     async def supersede_tokens(self, *, tenant: str, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
         """Every unused link of ``purpose`` stops working (one of them was just used)."""
@@ -131,9 +182,9 @@ class IdentityRepository:
             tokens.c.tenant == tenant, tokens.c.user_id == user_id, tokens.c.purpose == purpose,
             tokens.c.used_at.is_(None), tokens.c.superseded_at.is_(None)).values(superseded_at=now))
 
-    async def token(self, *, tenant: str, purpose: str, token_hash: str) -> Any | None:
-        return (await self.conn.execute(sa.select(tokens).where(
-            tokens.c.token_hash == token_hash, tokens.c.tenant == tenant, tokens.c.purpose == purpose).with_for_update())).first()
+    async def token(self, *, tenant: str, purpose: str, token_hash: str) -> Token | None:
+        return record(Token, (await self.conn.execute(sa.select(tokens).where(
+            tokens.c.token_hash == token_hash, tokens.c.tenant == tenant, tokens.c.purpose == purpose).with_for_update())).first())
 
     async def use_token(self, *, token_hash: str, now: datetime) -> None:
         await self.conn.execute(tokens.update().where(tokens.c.token_hash == token_hash).values(used_at=now))
@@ -143,14 +194,14 @@ class IdentityRepository:
     async def add_session(self, **values: Any) -> None:
         await self.conn.execute(sessions.insert().values(**values))
 
-    async def session(self, *, tenant: str, token_hash: str, now: datetime) -> Any | None:
+    async def session(self, *, tenant: str, token_hash: str, now: datetime) -> Session | None:
         """A live session of this organization, with its user."""
         query = (sa.select(sessions, users.c.email, users.c.display_name)
                  .join(users, users.c.id == sessions.c.user_id)
                  .where(sessions.c.token_hash == token_hash, sessions.c.tenant == tenant,
                         sessions.c.revoked_at.is_(None), sessions.c.idle_expires_at > now,
                         sessions.c.absolute_expires_at > now))
-        return (await self.conn.execute(query)).first()
+        return record(Session, (await self.conn.execute(query)).first())
 
     async def extend_session(self, *, session_id: uuid.UUID, idle_expires_at: datetime) -> None:
         await self.conn.execute(sessions.update().where(sessions.c.id == session_id).values(idle_expires_at=idle_expires_at))

@@ -27,7 +27,7 @@ async def watch_expiry(runtime: Runtime, *, interval: float, clock: Callable[[],
                                                             now=clock(), limit=BATCH)
         except DatabaseUnavailable as exc:
             log.warning("expiry watch: %s", exc)
-        except Exception:  # noqa: BLE001 - the watch outlives any one bad round; the locks wait for the next
+        except Exception:  # the watch outlives any one bad round; the locks wait for the next
             log.exception("expiry watch failed, trying again")
         if announced:
             runtime.relay.wake()

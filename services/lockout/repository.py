@@ -43,7 +43,7 @@ LIVE = Tables(SCHEMA, tenants, failures, locks, applied_events)
 
 
 def _stored(source: str | None) -> str:
-    return ALL_SOURCES if source is EVERY_SOURCE else source  # type: ignore[return-value]
+    return ALL_SOURCES if source is EVERY_SOURCE else source
 
 
 def _loaded(source: str) -> str | None:

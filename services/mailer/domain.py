@@ -154,7 +154,8 @@ class RetryPolicy:
     max_attempts: int
 
     def delay(self, attempts: int) -> timedelta:
-        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        factor: int = 2 ** max(0, attempts - 1)
+        return min(self.cap, self.base * factor)
 
     def after(self, failure: DeliveryFailure, *, attempts: int, now: datetime) -> Retry | GiveUp:
         if failure.permanent:

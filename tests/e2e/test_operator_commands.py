@@ -56,6 +56,20 @@ async def test_replay_prints_one_accounts_events_as_json_lines_in_order(system: 
     assert [e["occurred_at"] for e in lines] == sorted(e["occurred_at"] for e in lines)
 
 
+async def test_replay_into_a_reader_that_has_closed_is_not_a_kafka_failure(system: System) -> None:
+    """`portal-auth replay | head`: the reader may stop before the last line."""
+    org = await create_org(system)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": system.infra.kafka_bootstrap}
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the first line (TenantCreated) is written
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "portal_auth.cli", "replay", "--tenant", org.slug,
+                                                   env=env, stdout=writer, stderr=asyncio.subprocess.PIPE)
+    os.close(writer)
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    assert b"error" not in stderr.lower() and b"Traceback" not in stderr
+
+
 async def test_diagnose_names_each_cause_that_applies(system: System) -> None:
     org = await create_org(system)
     await locked_unconfirmed_account(system, org, "stuck@example.com")

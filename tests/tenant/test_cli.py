@@ -40,7 +40,7 @@ def existing(system: System) -> str:
 
 
 def setting_line(output: str, key: str) -> list[str]:
-    return [line.split() for line in output.splitlines() if line.split()[:1] == [key]][0]
+    return next(line.split() for line in output.splitlines() if line.split()[:1] == [key])
 
 
 def test_cli_creates_an_organization_and_shows_it(system: System) -> None:
