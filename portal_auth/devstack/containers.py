@@ -230,7 +230,7 @@ def _free_ports(count: int) -> list[int]:
 def _wait_ready(database_url: str, bootstrap: str, timeout: float) -> None:
     import asyncio
 
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def database() -> None:
@@ -251,7 +251,7 @@ def _wait_ready(database_url: str, bootstrap: str, timeout: float) -> None:
             try:
                 asyncio.run(check())
                 break
-            except Exception as exc:  # noqa: BLE001 - not up yet
+            except Exception as exc:  # not up yet
                 if time.monotonic() > deadline:
                     raise DevstackError(f"{check.__name__} in its container not ready in {timeout:.0f} s: {exc}") from exc
                 time.sleep(0.5)
