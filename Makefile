@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint compose-test install asyncapi bench system-up system-test
+.PHONY: up test lint compose-test install asyncapi bench system-up system-test chaos chaos-short
 
 # System packages first: scripts/system-packages installs what is missing with apt-get, or
 # stops at once with the command to run.
@@ -23,6 +23,14 @@ lint: $(VENV)/.installed
 
 system-up system-test: system-%:
 	scripts/system-packages $*
+
+# Faults under traffic on real Apache Kafka and PostgreSQL (docs/reliability.md). The full run
+# wants >= 5,000 events and takes a quarter of an hour; the short form is CI's, a few minutes.
+chaos: $(VENV)/.installed
+	PORTAL_AUTH_KAFKA=apache CHAOS_SCALE=full $(BIN)/pytest -m chaos -s -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
+
+chaos-short: $(VENV)/.installed
+	PORTAL_AUTH_KAFKA=apache CHAOS_SCALE=short $(BIN)/pytest -m chaos -s -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 

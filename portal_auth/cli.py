@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import sys
+from datetime import datetime
 
 from portal_auth import DEFAULT_PORTS, SERVICES
 
@@ -80,30 +81,32 @@ def diagnose(args: argparse.Namespace) -> int:
 
 def replay(args: argparse.Namespace) -> int:
     import asyncio
-    from datetime import datetime
 
     from aiokafka.errors import KafkaError
 
     from portal_auth.replay import Filter, replay as run_replay
 
     if args.rebuild:
+        from portal_auth.rebuild import rebuild_copies
         from services.lockout.rebuild import RebuildNotSettled, rebuild
         from shared.settings import ConnectionSettings
 
-        print("replay: rebuilding lockout's state from the event log ...", file=sys.stderr, flush=True)
+        print(f"replay: rebuilding {args.rebuild}'s state from the event log ...", file=sys.stderr, flush=True)
+        url, bootstrap = ConnectionSettings().database_url, _bootstrap()
         try:
-            summary = asyncio.run(rebuild(ConnectionSettings().database_url, _bootstrap(), replace=args.replace))
+            if args.rebuild == "lockout":
+                summary = asyncio.run(rebuild(url, bootstrap, replace=args.replace))
+            else:
+                summary = asyncio.run(rebuild_copies(args.rebuild, url, bootstrap, replace=args.replace))  # type: ignore[assignment]
         except RebuildNotSettled as exc:
             raise SystemExit(f"error: {exc}") from None
         print(json.dumps(summary.as_dict(), indent=2))
         return 0 if summary.equal or summary.replaced else 1
-    since = datetime.fromisoformat(args.since) if args.since else None
-    if since is not None and since.tzinfo is None:
-        raise SystemExit("error: --since needs a time zone, e.g. 2026-11-27T09:00:00+00:00")
+    since, until = _moment(args.since, "--since"), _moment(args.until, "--until")
     email = _normalized(args.email) if args.email else None
-    only = Filter(tenant=args.tenant, email=email, types=frozenset(args.type or ()))
+    only = Filter(tenant=args.tenant, email=email, types=frozenset(args.type or ()), until=until)
     try:
-        count = asyncio.run(run_replay(_bootstrap(), since=since, only=only))
+        count = asyncio.run(run_replay(_bootstrap(), since=since, only=only, format=args.format))
     except BrokenPipeError:
         # The reader has what it wanted (`portal-auth replay | head`): not a Kafka failure.
         # Python's own flush of stdout at exit would fail again; send it nowhere.
@@ -113,6 +116,18 @@ def replay(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: Kafka at {_bootstrap()} does not answer ({type(exc).__name__})") from None
     print(f"replay: {count} events", file=sys.stderr)
     return 0
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"error: {option} {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise SystemExit(f"error: {option} needs a time zone, e.g. 2026-11-27T09:00:00+00:00")
+    return moment
 
 
 def _normalized(email: str) -> str:
@@ -161,11 +176,15 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="the event log as JSON lines, or rebuild a service's state from it")
     p.add_argument("--since", help="start at this time (ISO 8601 with zone); default: the beginning")
+    p.add_argument("--until", help="stop before this time (ISO 8601 with zone); default: the end as it is now")
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
+                   help="JSON lines (default) or CSV with one column per envelope field, the actor and the email")
     p.add_argument("--tenant", help="only this organization's events")
     p.add_argument("--email", help="only this account's events (normalized address)")
     p.add_argument("--type", action="append", help="only events of this type (repeatable)")
-    p.add_argument("--rebuild", choices=["lockout"], help="rebuild this service's state from the log and compare "
-                   "it with the live one (exit 1 when they differ)")
+    p.add_argument("--rebuild", choices=["lockout", "identity", "mailer"],
+                   help="rebuild this service's state (identity, mailer: their copies of organizations and locks) from the "
+                   "log and compare it row by row with the live one (exit 1 when they differ)")
     p.add_argument("--replace", action="store_true", help="with --rebuild: make the rebuilt state the live one")
     p.set_defaults(run=replay)
 

@@ -123,13 +123,13 @@ class System:
     def stop(self, name: str) -> None:
         self.processes.pop(name).process.stop()
 
-    def restart(self, name: str) -> ServiceProcess:
+    def restart(self, name: str, *, timeout: float = 60.0) -> ServiceProcess:
         old = self.processes[name]
         old.process.stop()
         process = ManagedProcess(name, old.process.argv, old.process.log_path, env=old.process.env)
         process.start()
         self.processes[name] = ServiceProcess(name, old.service, old.port, process)
-        _wait_healthy(self.processes[name], 60.0)
+        _wait_healthy(self.processes[name], timeout)
         return self.processes[name]
 
     def stop_all(self) -> None:

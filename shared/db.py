@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, overload
@@ -14,34 +16,83 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached in time; callers answer 503 service_unavailable."""
 
 
+# One budget for taking a connection, per engine: waiting for the pool and making a new
+# connection (and a pre-ping, were it on) all fit in it together. Each step has its own timeout
+# too, but one after the other they add up (with pre-ping, a hung database cost the first
+# request ping + connect, twice the budget).
+_checkout_budget: weakref.WeakKeyDictionary[AsyncEngine, float] = weakref.WeakKeyDictionary()
+
+
 def make_engine(url: str, *, timeout: float = 2.0, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=timeout,
-        # No ping before each checkout: with asyncpg it is three round trips (BEGIN, ";",
-        # ROLLBACK) on every transaction. A connection that died with the database fails its
-        # first statement instead; that request is a 503 (below), and SQLAlchemy then discards
-        # every pooled connection made before it, so the next requests connect afresh.
-        pool_pre_ping=False,
+        # A ping before each checkout (BEGIN, ";", ROLLBACK) costs round trips, but without it a
+        # connection to a hung database fails its first statement, and SQLAlchemy then closes it
+        # "gracefully", shielded from cancellation, for up to 2 s more: over the contract's 2 s.
+        # With it, that happens inside the checkout, which has its budget (below) and is
+        # abandoned when the budget is spent (tests/identity/test_database_hang.py).
+        pool_pre_ping=True,
         connect_args={"timeout": timeout, "command_timeout": timeout},
     )
+    _checkout_budget[engine] = timeout
+    return engine
 
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One unit of work: committed when the block ends, rolled back if it raises."""
     try:
-        async with engine.begin() as conn:
-            yield conn
+        conn = await _checkout(engine)
+        try:
+            async with conn.begin():
+                yield conn
+        finally:
+            await conn.close()
     except (OSError, TimeoutError, sa.exc.TimeoutError, sa.exc.InterfaceError, sa.exc.OperationalError) as exc:
         # sa.exc.TimeoutError: no pooled connection came free within the timeout; a 503 too
-        raise DatabaseUnavailable(str(exc)) from exc
+        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseUnavailable(str(exc)) from exc
         raise
+
+
+_abandoned: set[asyncio.Future[Any]] = set()
+
+
+async def _checkout(engine: AsyncEngine) -> AsyncConnection:
+    """A connection within the engine's budget, or TimeoutError once it is spent.
+
+    The checkout runs as a task of its own that is abandoned (cancelled, then closed whenever it
+    ends) when the budget runs out: cancelling it in place is not enough, because a connection
+    whose pre-ping failed is closed "gracefully", shielded from cancellation, for up to 2 s more.
+    """
+    conn = engine.connect()
+    starting = asyncio.ensure_future(conn.start())
+    try:
+        done, _ = await asyncio.wait({starting}, timeout=_checkout_budget.get(engine))
+    except BaseException:
+        _abandon(starting, conn)
+        raise
+    if not done:
+        _abandon(starting, conn)
+        raise TimeoutError("no database connection within the budget")
+    return starting.result()
+
+
+def _abandon(starting: asyncio.Task[AsyncConnection], conn: AsyncConnection) -> None:
+    def close(task: asyncio.Task[AsyncConnection]) -> None:
+        _abandoned.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            closing = asyncio.ensure_future(conn.close())
+            _abandoned.add(closing)
+            closing.add_done_callback(_abandoned.discard)
+    _abandoned.add(starting)
+    starting.add_done_callback(close)
+    starting.cancel()
 
 
 R = TypeVar("R")

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import DatabaseUnavailable, transaction
 from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, dlq_topic
+from shared.failpoints import crash_here
 from shared.messaging import AppliedEvents
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,12 @@ async def _quietly(aw: Awaitable[Any]) -> None:
         pass
 
 
+def make_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
+    """The outbox relay's producer: acks=all and idempotent, like the broker's."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, client_id=f"{client_id}-relay", acks="all",
+                            enable_idempotence=True, linger_ms=0, request_timeout_ms=10_000)
+
+
 class OutboxRelay:
     """Sends committed outbox rows to Kafka and marks them sent.
 
@@ -105,14 +113,19 @@ class OutboxRelay:
     of them send at a time, which keeps each key's events in order, and rows are taken with
     FOR UPDATE SKIP LOCKED so no row is ever taken by two relays. A crash between sending and
     marking sends a row again; consumers are idempotent, so that is harmless.
+
+    The relay has a producer of its own, and a batch that fails throws it away: an idempotent
+    producer cut off from the broker mid-batch (a network partition) can be left with sequence
+    numbers the broker refuses for ever (OutOfOrderSequenceNumber); a new one starts afresh.
     """
 
-    def __init__(self, *, engine: AsyncEngine, table: sa.Table, broker: KafkaBroker,
+    def __init__(self, *, engine: AsyncEngine, table: sa.Table, producer: Callable[[], AIOKafkaProducer],
                  connected: asyncio.Event, batch: int = 500, idle_seconds: float = 1.0) -> None:
-        self._engine, self._table, self._broker, self._connected = engine, table, broker, connected
+        self._engine, self._table, self._new_producer, self._connected = engine, table, producer, connected
         self._batch, self._idle = batch, idle_seconds
         self._lock_id = zlib.crc32(f"outbox:{table.fullname}".encode())
         self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -123,13 +136,18 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
             except Exception as exc:  # noqa: BLE001 - the rows stay in the outbox for the next try
-                log.warning("outbox relay: %s", exc)
+                log.warning("outbox relay: %r", exc)
                 sent = 0
                 await asyncio.sleep(1.0)
             if sent is None:  # another process's relay is sending; it may have missed our rows
                 await asyncio.sleep(BUSY_RETRY_SECONDS)
             elif sent < self._batch:
                 await self._sleep()
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _quietly(producer.stop())
 
     async def _sleep(self) -> None:
         try:
@@ -151,17 +169,29 @@ class OutboxRelay:
             )).all()
             if not rows:
                 return 0
-            await asyncio.wait_for(self._publish(rows), PUBLISH_TIMEOUT)
+            try:
+                await asyncio.wait_for(self._publish(rows), PUBLISH_TIMEOUT)
+            except BaseException:
+                await self.close()
+                raise
+            crash_here(f"{t.schema}.relay-after-publish")
             await conn.execute(t.update().where(t.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.now()))
         return len(rows)
 
     async def _publish(self, rows: Sequence[sa.Row[int, str, str, Any]]) -> None:
+        if self._producer is None:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except BaseException:
+                await _quietly(producer.stop())
+                raise
+            self._producer = producer
         # The payload was written from a valid envelope: it is sent as it is, with its type in a
         # header, so that a consumer can pass over the types it does not handle without parsing them.
         futures = [
-            await self._broker.publish(json.dumps(r.payload, separators=(",", ":")).encode(), r.topic, key=r.key.encode(),
-                                       headers={"content-type": "application/json", "type": r.payload["type"]},
-                                       no_confirm=True)
+            await self._producer.send(r.topic, json.dumps(r.payload, separators=(",", ":")).encode(), key=r.key.encode(),
+                                      headers=[("content-type", b"application/json"), ("type", r.payload["type"].encode())])
             for r in rows
         ]
         await asyncio.gather(*futures)
@@ -190,6 +220,7 @@ class EventConsumer:
         async with transaction(self._engine) as conn:
             if await self._applied.first_time(conn, envelope):
                 await handler(conn, envelope, event)
+        crash_here(f"{self._applied.table.schema}.consumer-after-commit")
         self._after_commit()
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import make_engine, ping
 from shared.events import Event
 from shared.http import health_router
-from shared.kafka import EventConsumer, Handler, OutboxRelay, keep_connected, make_broker, subscribe
+from shared.kafka import EventConsumer, Handler, OutboxRelay, keep_connected, make_broker, make_producer, subscribe
 from shared.messaging import AppliedEvents, Outbox, applied_events_table, outbox_table
 from shared.settings import ServiceSettings
 
@@ -44,7 +44,8 @@ class Runtime:
         broker = make_broker(settings.kafka_bootstrap_servers, client_id=name, client_options=settings.kafka_client_options())
         connected = asyncio.Event()
         out = metadata.tables[f"{metadata.schema}.outbox"]
-        relay = OutboxRelay(engine=engine, table=out, broker=broker, connected=connected)
+        relay = OutboxRelay(engine=engine, table=out, connected=connected,
+                            producer=lambda: make_producer(settings.kafka_bootstrap_servers, client_id=name))
         applied = AppliedEvents(metadata.tables[f"{metadata.schema}.applied_events"])
         return cls(name, settings, engine, broker, Outbox(out, producer=name), applied, relay, connected)
 
@@ -85,6 +86,7 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.relay.close()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.engine.dispose()

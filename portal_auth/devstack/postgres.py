@@ -6,6 +6,7 @@ socket only, while the services connect over TCP with a password as they do else
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -57,6 +58,37 @@ class PostgresHandle:
     def is_running(self) -> bool:
         return self._process.is_running()
 
+    def pause(self) -> None:
+        """Shut the server down (fast) but keep its data, so that ``resume`` brings it back."""
+        self._process.stop()
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port and data; return once it answers."""
+        os_user = _server_os_user()
+        if os_user is not None:  # another pytest session may have made its temporary root 0700 again meanwhile
+            _let_user_reach(os_user, self.data_dir, _bin_dir())
+        self._process.start()
+        wait_until(lambda: _accepts_queries(_bin_dir(), self.port), process=self._process,
+                   timeout=READY_TIMEOUT_S, what=f"PostgreSQL on 127.0.0.1:{self.port}")
+
+    def freeze(self) -> None:
+        """Stop every process of the server with SIGSTOP: connections open, nothing answers (a hung host)."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        # Every backend calls setsid(), so no process group holds them all: the postmaster first
+        # (it starts no new backend once stopped), then each of its children.
+        postmaster = self._process.pid
+        if postmaster is None or not self._process.is_running():
+            return
+        os.kill(postmaster, sig)
+        for child in _children(postmaster):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+
 
 def start_postgres(workdir: Path, *, port: int = 5432) -> PostgresHandle:
     """Start PostgreSQL with its data in ``workdir/pgdata``; create the database on first use."""
@@ -83,6 +115,16 @@ def start_postgres(workdir: Path, *, port: int = 5432) -> PostgresHandle:
     handle = PostgresHandle(process, port=port, data_dir=data_dir)
     handle.startup_seconds = time.monotonic() - started
     return handle
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis
+            if int(stat_file.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(stat_file.parent.name))
+    return found
 
 
 def _bin_dir() -> Path:

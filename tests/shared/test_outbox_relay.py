@@ -15,7 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from portal_auth.system import Infrastructure
 from shared.db import make_engine
 from shared.events import PARTITIONS, TOPICS, Envelope, LoginFailed, dlq_topic
-from shared.kafka import OutboxRelay, ensure_topics, make_broker
+from shared.kafka import OutboxRelay, ensure_topics, make_producer
 from shared.messaging import outbox_table
 from tests.conftest import records_on
 
@@ -33,12 +33,11 @@ async def test_two_relays_send_every_row_once_and_keep_each_keys_order(infra: In
         await conn.run_sync(table.metadata.create_all)
         await conn.execute(table.insert(), [_row(topic, n) for n in range(ROWS)])
 
-    brokers = [make_broker(infra.kafka_bootstrap, client_id=f"relay-{i}") for i in range(2)]
     connected = asyncio.Event()
     connected.set()
-    relays = [OutboxRelay(engine=engine, table=table, broker=b, connected=connected, batch=20) for b in brokers]
-    for broker in brokers:
-        await broker.start()
+    relays = [OutboxRelay(engine=engine, table=table, connected=connected, batch=20,
+                          producer=lambda i=i: make_producer(infra.kafka_bootstrap, client_id=f"relay-{i}"))
+              for i in range(2)]
     tasks = [asyncio.create_task(relay.run()) for relay in relays]
     try:
         await _until_all_sent(engine, table)
@@ -46,8 +45,8 @@ async def test_two_relays_send_every_row_once_and_keep_each_keys_order(infra: In
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for broker in brokers:
-            await broker.stop()
+        for relay in relays:
+            await relay.close()
         await engine.dispose()
 
     # The relays are stopped and every publish was acknowledged: the topic's end is final, and

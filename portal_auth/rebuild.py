@@ -1,0 +1,186 @@
+"""Rebuild a service's copies of other services' state from the event log, and compare them row
+by row with the live ones (or replace them): identity's organizations, domains and locks, the
+mailer's organizations. (Lockout's own state has its rebuild in services.lockout.rebuild.)
+
+The copies are replayed through the very handlers the live consumer uses, on a connection whose
+``schema_translate_map`` points the service's schema at a scratch one, so not a line of SQL is
+written twice. The log is read outside any consumer group; the comparison waits until the live
+consumer has applied every event the log holds, so both sides saw the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.lockout.rebuild import RebuildNotSettled, differences
+from shared import events
+from shared.db import make_engine, transaction
+from shared.eventlog import LogReader
+from shared.events import EVENT_TYPES, Envelope
+from shared.kafka import Handler
+from shared.messaging import AppliedEvents
+
+TENANT_EVENTS = (events.TenantCreated, events.TenantUpdated, events.DomainAdded, events.DomainRemoved)
+
+
+@dataclass(frozen=True)
+class Copies:
+    """What a service keeps of others' state: its tables, the topics and handlers that feed them."""
+
+    schema: str
+    metadata: sa.MetaData
+    tables: tuple[str, ...]
+    topics: tuple[str, ...]
+    handlers: Mapping[type[events.Event], Handler]
+
+
+def copies_of(service: str) -> Copies:
+    if service == "identity":
+        from services.identity import consumers as identity
+        from services.identity.tables import metadata as identity_tables
+
+        return Copies("identity", identity_tables, ("tenants", "domains", "locks"), identity.TOPICS, identity.HANDLERS)
+    if service == "mailer":
+        from services.mailer import consumers as mailer
+        from services.mailer.tables import metadata as mailer_tables
+
+        feeding: dict[type[events.Event], Handler] = {
+            kind: handler for kind, handler in mailer.handlers_for(None).items()  # type: ignore[arg-type]
+            if kind in TENANT_EVENTS}  # the emails' handler (which needs the sender) is not a copy
+        return Copies("mailer", mailer_tables, ("organizations",), (events.TENANT_TOPIC,), feeding)
+    raise ValueError(f"no copies to rebuild for {service!r}")
+
+
+@dataclass
+class CopiesSummary:
+    service: str
+    events_read: int = 0
+    events_applied: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    not_yet_applied_live: int = 0
+    differences: list[str] = field(default_factory=list)
+    replaced: bool = False
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "equal": self.equal}
+
+
+async def rebuild_copies(service: str, database_url: str, bootstrap_servers: str, *, replace: bool = False,
+                         settle_seconds: float = 15.0) -> CopiesSummary:
+    copies = copies_of(service)
+    engine = make_engine(database_url, timeout=5.0, pool_size=2)
+    scratch = f"{copies.schema}_rebuild_{uuid.uuid4().hex[:12]}"
+    try:
+        async with _in(engine, copies, scratch) as conn:
+            await conn.execute(sa.text(f'CREATE SCHEMA "{scratch}"'))
+            await conn.run_sync(copies.metadata.create_all, tables=_tables(copies, "applied_events"))
+        async with LogReader(bootstrap_servers, copies.topics, client_id=f"{service}-copies-rebuild") as log:
+            replayer = _Replayer(engine, copies, scratch)
+            await replayer.apply(await log.read_to_end())
+            deadline = time.monotonic() + settle_seconds
+            while True:
+                async with transaction(engine) as live:
+                    await replayer.apply(await log.read_to_end())
+                    pending = replayer.consumed - await _applied_among(live, copies, replayer.consumed)
+                    if not pending or time.monotonic() > deadline:
+                        if replace and pending:
+                            raise RebuildNotSettled(len(pending))
+                        return await _finish(live, copies, scratch, replayer, pending=len(pending), replace=replace)
+                await asyncio.sleep(0.2)
+    finally:
+        async with transaction(engine) as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{scratch}" CASCADE'))
+        await engine.dispose()
+
+
+def _tables(copies: Copies, *extra: str) -> list[sa.Table]:
+    return [copies.metadata.tables[f"{copies.schema}.{name}"] for name in (*copies.tables, *extra)]
+
+
+@asynccontextmanager
+async def _in(engine: AsyncEngine, copies: Copies, scratch: str) -> AsyncIterator[AsyncConnection]:
+    """A transaction in which the service's schema means the scratch one."""
+    async with transaction(engine) as conn:
+        yield await conn.execution_options(schema_translate_map={copies.schema: scratch})
+
+
+class _Replayer:
+    def __init__(self, engine: AsyncEngine, copies: Copies, scratch: str) -> None:
+        self.engine, self.copies, self.scratch = engine, copies, scratch
+        self.applied = AppliedEvents(copies.metadata.tables[f"{copies.schema}.applied_events"])
+        self.read = self.applied_count = 0
+        self.consumed: set[uuid.UUID] = set()
+
+    async def apply(self, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+        async with _in(self.engine, self.copies, self.scratch) as conn:
+            for envelope in envelopes:
+                self.read += 1
+                handler = self.copies.handlers.get(EVENT_TYPES.get(envelope.type))  # type: ignore[arg-type]
+                if handler is None:
+                    continue
+                try:
+                    event = envelope.event()
+                except (ValueError, ValidationError):
+                    continue  # the live consumer dead-lettered it as well
+                self.consumed.add(envelope.event_id)
+                if await self.applied.first_time(conn, envelope):
+                    await handler(conn, envelope, event)
+                    self.applied_count += 1
+
+
+async def _applied_among(conn: AsyncConnection, copies: Copies, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    table = copies.metadata.tables[f"{copies.schema}.applied_events"]
+    found: set[uuid.UUID] = set()
+    chosen = list(ids)
+    for start in range(0, len(chosen), 5000):
+        found.update((await conn.execute(sa.select(table.c.event_id).where(table.c.event_id.in_(chosen[start:start + 5000])))).scalars())
+    return found
+
+
+async def _snapshot(conn: AsyncConnection, tables: list[sa.Table]) -> dict[str, set[tuple[Any, ...]]]:
+    return {t.name: {tuple(_hashable(v) for v in row) for row in (await conn.execute(sa.select(t))).all()} for t in tables}
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+async def _finish(live: AsyncConnection, copies: Copies, scratch: str, replayer: _Replayer, *, pending: int,
+                  replace: bool) -> CopiesSummary:
+    tables = _tables(copies)
+    for table in tables:  # hold the live consumer off while comparing (and replacing)
+        await live.execute(sa.text(f'LOCK TABLE "{copies.schema}"."{table.name}" IN SHARE ROW EXCLUSIVE MODE'))
+    current = await _snapshot(live, tables)
+    # (execution_options changes the connection itself: the live snapshot is taken first)
+    rebuilt = await _snapshot(await live.execution_options(schema_translate_map={copies.schema: scratch}), tables)
+    summary = CopiesSummary(service=copies.schema, events_read=replayer.read, events_applied=replayer.applied_count,
+                            rows={name: len(rows) for name, rows in rebuilt.items()},
+                            differences=differences(current, rebuilt))
+    if replace:
+        for table in tables:
+            await live.execute(sa.text(f'DELETE FROM "{copies.schema}"."{table.name}"'))
+            await live.execute(sa.text(f'INSERT INTO "{copies.schema}"."{table.name}" SELECT * FROM "{scratch}"."{table.name}"'))
+        summary.replaced = True
+    else:
+        summary.not_yet_applied_live = pending
+    return summary
