@@ -34,11 +34,14 @@ def diagnose(org: str, email: str, *, bootstrap: str) -> list[str]:
     lines = _services_down()
     try:
         tenant = _tenant(org)
+        everywhere = _history(bootstrap, address)
         if tenant is None:
-            return [*lines, _line(3, f"no organization {org!r}: its portal answers \"Organization not found\"")]
-        history = _history(bootstrap, org, address)
+            return [*lines, _line(3, f"no organization {org!r}: its portal answers \"Organization not found\"; "
+                                     f"{_find_portal(everywhere)}")]
+        history = [e for e in everywhere if e.tenant == org]
         for check in CHECKS:
             lines.extend(check(history, tenant, org, address))
+        lines.append(_domains(tenant, org, everywhere))
     except Unreachable as exc:
         return [*lines, _line(7, str(exc))]
     if all(line.startswith("[8]") for line in lines):  # the domain line is context, not a cause
@@ -56,10 +59,16 @@ def _services_down() -> list[str]:
         try:
             ready = httpx.get(f"{service_url(service)}/readyz", timeout=2.0)
             if ready.status_code != 200:
-                down.append(_line(7, f"{service} is not ready: {ready.text[:120]}"))
+                down.append(_line(7, f"{service} is not ready: {ready.text[:120]}{_retry(service)}"))
         except httpx.HTTPError as exc:
-            down.append(_line(7, f"{service} does not answer at {service_url(service)} ({type(exc).__name__})"))
+            down.append(_line(7, f"{service} does not answer at {service_url(service)} ({type(exc).__name__}){_retry(service)}"))
     return down
+
+
+def _retry(service: str) -> str:
+    if service == "identity":
+        return "; the gateway shows \"Service temporarily unavailable\" and the person can retry in a few seconds"
+    return ""
 
 
 class Unreachable(Exception):
@@ -79,9 +88,10 @@ def _admin_get(service: str, path: str) -> httpx.Response:
     return answer
 
 
-def _history(bootstrap: str, org: str, address: str) -> list[Envelope]:
+def _history(bootstrap: str, address: str) -> list[Envelope]:
+    """The address's events in every organization: find-portal's answer spans them all."""
     try:
-        return asyncio.run(asyncio.wait_for(read_history(bootstrap, only=Filter(tenant=org, email=address)), 60))
+        return asyncio.run(asyncio.wait_for(read_history(bootstrap, only=Filter(email=address)), 60))
     except (KafkaError, OSError, TimeoutError) as exc:
         raise Unreachable(f"Kafka at {bootstrap} does not answer ({type(exc).__name__}): the event log cannot be read") from exc
 
@@ -91,17 +101,28 @@ def _tenant(org: str) -> dict[str, Any] | None:
     return answer.json() if answer.status_code == 200 else None
 
 
+def _find_portal(everywhere: list[Envelope]) -> str:
+    """What "Find your portal" would mail this address: its organizations, from the log."""
+    orgs = sorted({e.tenant for e in everywhere if e.type == "UserRegistered"})
+    if not orgs:
+        return "find-portal lists no organization for this address (it has no account anywhere)"
+    plural = "organization" if len(orgs) == 1 else "organizations"
+    return f"find-portal lists {len(orgs)} {plural} for this address ({', '.join(orgs)})"
+
+
 def _last(history: list[Envelope], *types: str) -> Envelope | None:
     return next((e for e in reversed(history) if e.type in types), None)
 
 
 def _unconfirmed(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
     if _last(history, "UserRegistered") is None:
-        return [_line(2, f"no account for {address} in {org}: every login answers \"Incorrect email or password\"")]
+        return [_line(2, f"no account for {address} in {org}: every login answers \"Incorrect email or password\"; "
+                         "the person can use \"Find your portal\" to learn where the address has one")]
     if _last(history, "EmailConfirmed", "PasswordChanged") is None:
         sent = _last(history, "EmailSent")
         when = f"last email sent {sent.occurred_at:%Y-%m-%d %H:%M} UTC" if sent else "no email sent yet"
-        return [_line(1, f"registered but never confirmed ({when}); \"Send Confirmation Email\" sends a new link")]
+        return [_line(1, f"registered but never confirmed ({when}); the person can click \"Send Confirmation Email\", "
+                         "or the button on an expired link's page, for a new link")]
     return []
 
 
@@ -123,7 +144,7 @@ def _reset(history: list[Envelope], tenant: dict[str, Any], org: str, address: s
     state = "expired" if expires < datetime.now(UTC) else "still valid"
     mail = f"; the email failed: {failed[-1].data.get('reason')}" if failed else ""
     return [_line(4, f"reset requested {asked.occurred_at:%Y-%m-%d %H:%M} UTC, link {state} (until {expires:%H:%M} UTC), "
-                     f"not used{mail}; a new request replaces it")]
+                     f"not used{mail}; the person can request a new link in one click on the old link's page")]
 
 
 def _locked(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
@@ -132,8 +153,8 @@ def _locked(history: list[Envelope], tenant: dict[str, Any], org: str, address: 
         return []
     state = answer.json()
     sources = ", ".join(state.get("locked_sources") or []) or "every address"
-    return [_line(5, f"locked until {state['locked_until']} for {sources}; `portal-auth unlock {org} {address}` "
-                     "or a password reset lifts it")]
+    return [_line(5, f"locked until {state['locked_until']} for {sources}; the person can send an unlock link "
+                     f"(\"Send unlock link\") or reset the password; an operator: `portal-auth unlock {org} {address}`")]
 
 
 def _sessions(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
@@ -142,16 +163,17 @@ def _sessions(history: list[Envelope], tenant: dict[str, Any], org: str, address
     if revoked is None or (signed_in and signed_in.occurred_at > revoked.occurred_at):
         return []
     return [_line(6, f"sessions revoked {revoked.occurred_at:%Y-%m-%d %H:%M} UTC ({revoked.data.get('reason')}); "
-                     "the person must sign in again")]
+                     "the person must sign in again (a browser that refuses cookies is told so on the page)")]
 
 
-def _domains(history: list[Envelope], tenant: dict[str, Any], org: str, address: str) -> list[str]:
+def _domains(tenant: dict[str, Any], org: str, everywhere: list[Envelope]) -> str:
     domains = tenant.get("domains") or []
     if not domains:
-        return [_line(8, f"{org} has no portal domain: no host reaches its portal")]
-    return [_line(8, f"{org}'s portal is only at {', '.join(domains)}; any other host is another organization or none")]
+        return _line(8, f"{org} has no portal domain: no host reaches its portal; {_find_portal(everywhere)}")
+    return _line(8, f"{org}'s portal is only at {', '.join(domains)}; any other host is another organization or none; "
+                    f"{_find_portal(everywhere)}")
 
 
 CHECKS: list[Callable[[list[Envelope], dict[str, Any], str, str], list[str]]] = [
-    _unconfirmed, _failures, _reset, _locked, _sessions, _domains,
+    _unconfirmed, _failures, _reset, _locked, _sessions,
 ]

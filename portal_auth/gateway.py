@@ -2,6 +2,11 @@
 
 It passes the portal host and the client address on as X-Forwarded-Host / X-Forwarded-For;
 identity believes them because the gateway's address is in TRUSTED_PROXIES.
+
+When identity does not answer (refused, timed out), the gateway answers itself, 503 with
+Retry-After: the portal's page from ``PAGES`` (``unavailable.html``), and for the JSON API
+(``/auth/*``) the contract's ``service_unavailable`` problem (``unavailable.json``). Identity's own
+answers, a 503 for its database among them, pass through unchanged.
 """
 
 from __future__ import annotations
@@ -10,8 +15,12 @@ import shutil
 import signal
 from pathlib import Path
 
-from portal_auth.devstack._proc import ManagedProcess, wait_until
 from portal_auth.devstack._net import port_accepts
+from portal_auth.devstack._proc import ManagedProcess, wait_until
+
+# The gateway's own pages, one file each, for any nginx in front of identity (compose too).
+PAGES = Path(__file__).resolve().parent / "gateway_pages"
+RETRY_AFTER_SECONDS = 5
 
 CONFIG = """\
 worker_processes 1;
@@ -29,8 +38,19 @@ http {{
     scgi_temp_path {workdir}/tmp/scgi;
     client_max_body_size 64k;
     upstream identity {{ server 127.0.0.1:{identity_port}; keepalive 16; }}
+    map $uri $unavailable {{ ~^/auth/ /.gateway/unavailable.json; default /.gateway/unavailable.html; }}
     server {{
         listen 127.0.0.1:{port};
+        # nginx's own 502/504 (identity refused or timed out) become the gateway's 503 page.
+        error_page 502 504 =503 $unavailable;
+        location /.gateway/ {{
+            internal;
+            alias {pages}/;
+            types {{ text/html html; application/problem+json json; }}
+            charset utf-8;
+            add_header Retry-After {retry_after} always;
+            add_header Cache-Control no-store always;
+        }}
         location / {{
             proxy_pass http://identity;
             proxy_http_version 1.1;
@@ -59,7 +79,8 @@ def start_gateway(workdir: Path, *, port: int, identity_port: int) -> ManagedPro
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     conf = workdir / "nginx.conf"
-    conf.write_text(CONFIG.format(workdir=workdir, port=port, identity_port=identity_port))
+    conf.write_text(CONFIG.format(workdir=workdir, port=port, identity_port=identity_port, pages=PAGES,
+                                  retry_after=RETRY_AFTER_SECONDS))
     process = ManagedProcess("gateway", [binary, "-c", str(conf), "-p", str(workdir), "-g", "daemon off;"],
                              workdir / "gateway.log", stop_signal=signal.SIGQUIT)
     process.start()

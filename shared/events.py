@@ -23,6 +23,10 @@ TOPICS = (IDENTITY_TOPIC, LOCKOUT_TOPIC, TENANT_TOPIC, MAILER_TOPIC)
 PARTITIONS = 6
 
 
+# The ``tenant`` of the one event that belongs to no organization (PortalsRequested).
+NO_TENANT = ""
+
+
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
@@ -131,6 +135,41 @@ class PasswordChanged(AccountEvent):
     host: str
 
 
+class UnlockRequested(_MailToken):
+    """A locked account's owner asked for an unlock link: the mailer sends it."""
+
+    TYPE = "UnlockRequested"
+    TOPIC = IDENTITY_TOPIC
+    PURPOSE = "unlock"
+
+
+class UnlockLinkUsed(AccountEvent):
+    """The owner opened an unlock link (proving the mailbox): lockout lifts every lock."""
+
+    TYPE = "UnlockLinkUsed"
+    TOPIC = IDENTITY_TOPIC
+    user_id: uuid.UUID
+
+
+class Portal(BaseModel):
+    """One organization where an address has an account, and the host of its login page."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    host: str
+
+
+class PortalsRequested(AccountEvent):
+    """Someone asked, on any host, where an address has accounts: the mailer sends the list to
+    that address. It belongs to no single organization: its ``tenant`` is empty (see
+    ``NO_TENANT``) and its key ``:<email>``."""
+
+    TYPE = "PortalsRequested"
+    TOPIC = IDENTITY_TOPIC
+    portals: list[Portal]
+
+
 RevokeReason = Literal["logout", "logout_all", "password_changed", "expired"]
 
 
@@ -159,10 +198,13 @@ class AccountLocked(AccountEvent):
 
 
 class AccountUnlocked(AccountEvent):
+    """Version 2 adds the reason ``email_link`` (the owner used an emailed unlock link)."""
+
     TYPE = "AccountUnlocked"
+    VERSION = 2
     TOPIC = LOCKOUT_TOPIC
     source: str | None
-    reason: Literal["expired", "admin", "password_changed"]
+    reason: Literal["expired", "admin", "password_changed", "email_link"]
 
 
 # --- tenant.events ---------------------------------------------------------------------------
@@ -222,6 +264,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         UserRegistered, RegistrationRepeated, ConfirmationRequested, EmailConfirmed,
         LoginSucceeded, LoginFailed, ResetRequested, PasswordChanged, SessionRevoked,
+        UnlockRequested, UnlockLinkUsed, PortalsRequested,
         AccountLocked, AccountUnlocked,
         TenantCreated, TenantUpdated, DomainAdded, DomainRemoved,
         EmailSent, EmailFailed,
@@ -230,6 +273,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 # (type, version) -> function turning that version's data into the next version's.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    # Every version 1 reason is still a version 2 reason: the data stays as it is.
+    ("AccountUnlocked", 1): dict,
     ("SessionRevoked", 1): dict,  # version 2 only adds a reason: every version 1 reads as it was
     ("PasswordChanged", 1): lambda data: {**data, "host": ""},
 }

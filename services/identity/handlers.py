@@ -28,7 +28,9 @@ from shared.secrets import MailTokenCipher, TokenBinding, new_token, token_hash
 from shared.tenancy import TenantSettings
 
 # The purposes tokens are issued and sealed for: the mailer checks them against the event.
-CONFIRM, RESET = events.UserRegistered.PURPOSE, events.ResetRequested.PURPOSE
+CONFIRM, RESET, UNLOCK = events.UserRegistered.PURPOSE, events.ResetRequested.PURPOSE, events.UnlockRequested.PURPOSE
+UNLOCK_TTL = timedelta(minutes=30)
+FIND_PORTAL_INTERVAL = timedelta(minutes=15)
 T = TypeVar("T")
 
 
@@ -179,7 +181,7 @@ def admitted(deps: Deps, org: Org, *, email: str, source: str) -> Iterator[None]
     if deps.memory.ready:
         locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=address, source=source, now=now)
         if locked_until is not None:
-            raise _retry_later("account_locked", now, until=locked_until)
+            raise _locked(now, until=locked_until)
     with deps.memory.in_flight.claim(org.slug, address) as claimed:
         if not claimed:
             raise _one_at_a_time(now)
@@ -226,7 +228,7 @@ async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, s
     else:
         locked_until = await repo.locked_until(tenant=org.slug, email=address, source=source, now=now)
     if locked_until is not None:
-        raise _retry_later("account_locked", now, until=locked_until)
+        raise _locked(now, until=locked_until)
     policy = org.settings.lockout
     recent = await repo.recent_failures(tenant=org.slug, email=address, source=source, since=now - _window(org))
     verdict_due = domain.awaiting_lockout(recent, max_from_source=policy.max_failures,
@@ -235,14 +237,28 @@ async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, s
         raise _retry_later("too_many_requests", now, until=verdict_due)
 
 
+def _locked(now: datetime, *, until: datetime) -> Refused:
+    """account_locked offers the emailed unlock link (issue 14)."""
+    return _retry_later("account_locked", now, until=until, actions=["send_unlock_link"])
+
+
 def _one_at_a_time(now: datetime) -> Refused:
     return _retry_later("too_many_requests", now, until=now + timedelta(seconds=1))
 
 
-def _retry_later(code: str, now: datetime, *, until: datetime) -> Refused:
+def _retry_later(code: str, now: datetime, *, until: datetime, **extra: object) -> Refused:
     """account_locked and too_many_requests carry when to come back, as locked_until and Retry-After."""
     seconds = max(1, math.ceil((until - now).total_seconds()))
-    return Refused(code, retry_after=seconds, locked_until=until.isoformat())
+    return Refused(code, retry_after=seconds, locked_until=until.isoformat(), **extra)
+
+
+async def _lift_locks(repo: IdentityRepository, deps: Deps, org: Org, email: str) -> None:
+    """Identity's copies of every lock of the account, and its failure count, gone now (a reset,
+    an unlock link): the person signs in at once; lockout's AccountUnlocked tells every replica."""
+    await repo.clear_locks(tenant=org.slug, email=email, every=True)
+    await repo.clear_failures(tenant=org.slug, email=email)
+    if deps.memory is not None:
+        deps.memory.locks.unlock(tenant=org.slug, email=email, source=None, every=True)
 
 
 def _window(org: Org) -> timedelta:
@@ -305,12 +321,55 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     await repo.wait_for_account(tenant=org.slug, email=user.email)
     await repo.set_password_hash(tenant=org.slug, user_id=user.id, password_hash=await deps.hasher.hash(new_password))
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
-    await repo.clear_locks(tenant=org.slug, email=user.email, every=True)
-    await repo.clear_failures(tenant=org.slug, email=user.email)
-    if deps.memory is not None:  # at once here; lockout's AccountUnlocked tells every replica
-        deps.memory.locks.unlock(tenant=org.slug, email=user.email, source=None, every=True)
+    await _lift_locks(repo, deps, org, user.email)
     await _revoke(conn, repo, deps, org, email=user.email, user_id=user.id, reason="password_changed")
     await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id, host=org.host), tenant=org.slug)
+
+
+async def request_unlock(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
+    """An unlock link, only when the account exists and is locked (identity's copy of lockout's
+    decisions); the answer is the same either way."""
+    repo = IdentityRepository(conn)
+    user = await repo.user_by_email(tenant=org.slug, email=_email(email))
+    if user is None or not await repo.locked(tenant=org.slug, email=user.email, now=deps.clock()) \
+            or not await _may_issue(repo, deps, org, user.id, UNLOCK):
+        return
+    sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, UNLOCK)
+    await deps.outbox.add(conn, events.UnlockRequested(email=user.email, user_id=user.id, host=org.host,
+                                                       token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
+
+
+async def unlock(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) -> None:
+    """The link proves the mailbox: lockout lifts every lock when UnlockLinkUsed reaches it (it
+    stays the one that decides locks); identity clears its own copy now, so the person can sign
+    in at once, as after a reset."""
+    repo = IdentityRepository(conn)
+    row = await _redeem(repo, deps, org, token, UNLOCK)
+    user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
+    await _lift_locks(repo, deps, org, user.email)
+    await deps.outbox.add(conn, events.UnlockLinkUsed(email=user.email, user_id=user.id), tenant=org.slug)
+
+
+async def renew_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
+    """A new link for the account of an expired or used one, as its request form would send:
+    the page needs no address, and shows none. An unknown token sends nothing."""
+    repo = IdentityRepository(conn)
+    row = await repo.token(tenant=org.slug, purpose=purpose, token_hash=token_hash(token or ""))
+    user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id) if row is not None else None
+    if user is not None:
+        await RENEWALS[purpose](conn, deps, org, email=user.email)
+
+
+async def find_portals(conn: AsyncConnection, deps: Deps, org: Org | None, *, email: str) -> None:
+    """On any host: one email listing the address's organizations and their login pages, at most
+    once per FIND_PORTAL_INTERVAL; nothing when it has no account."""
+    address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
+    portals = await repo.portals_of(email=address)
+    if not portals or not await repo.note_portal_list(email_hash=token_hash(address), now=now, interval=FIND_PORTAL_INTERVAL):
+        return
+    listed = [events.Portal(name=TenantSettings.model_validate(p.settings).display_name or p.name, host=p.host)
+              for p in portals]
+    await deps.outbox.add(conn, events.PortalsRequested(email=address, portals=listed), tenant=events.NO_TENANT)
 
 
 async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
@@ -350,11 +409,18 @@ async def _may_issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uu
 async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, email: str,
                  purpose: str) -> tuple[str, datetime]:
     token, now = new_token(), deps.clock()
-    ttl = org.settings.tokens.confirmation_ttl_seconds if purpose == CONFIRM else org.settings.tokens.reset_ttl_seconds
-    expires_at = now + timedelta(seconds=ttl)
+    expires_at = now + _ttl(org, purpose)
     await repo.issue_token(tenant=org.slug, user_id=user_id, purpose=purpose, token_hash=token_hash(token),
                            expires_at=expires_at, now=now)
     return deps.cipher.seal(token, TokenBinding(tenant=org.slug, email=email, purpose=purpose, expires_at=expires_at)), expires_at
+
+
+def _ttl(org: Org, purpose: str) -> timedelta:
+    if purpose == CONFIRM:
+        return timedelta(seconds=org.settings.tokens.confirmation_ttl_seconds)
+    if purpose == RESET:
+        return timedelta(seconds=org.settings.tokens.reset_ttl_seconds)
+    return UNLOCK_TTL
 
 
 async def _live_token(repo: IdentityRepository, deps: Deps, org: Org, token: str, purpose: str) -> Any:
@@ -394,3 +460,7 @@ def _user(user_id: uuid.UUID, email: str, display_name: str | None) -> dict[str,
 
 def _org(org: Org) -> dict[str, Any]:
     return {"slug": org.slug, "name": org.name, "display_name": org.settings.display_name or org.name}
+
+
+# What a renewed link of each purpose sends: exactly what its request form sends.
+RENEWALS: dict[str, Callable[..., Any]] = {CONFIRM: resend_confirmation, RESET: forgot_password, UNLOCK: request_unlock}

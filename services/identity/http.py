@@ -125,7 +125,7 @@ class Portal:
             raise Refused("organization_not_found", host=host)
         return Org(slug=row.slug, name=row.name, settings=TenantSettings.model_validate(row.settings), host=host)
 
-    async def run(self, use_case: Callable[..., Awaitable[Outcome | Refused]], org: Org, **kwargs: Any) -> Outcome:
+    async def run(self, use_case: Callable[..., Awaitable[Outcome | Refused]], org: Org | None, **kwargs: Any) -> Outcome:
         """The use case's outcome; a refusal is raised, also one the use case returned so that
         its events were committed first."""
         async with transaction(self.runtime.engine) as conn:
@@ -240,6 +240,22 @@ def routes(portal: Portal) -> APIRouter:
     async def reset(body: TokenAndPassword, org: Organization) -> dict[str, str]:
         await portal.run(handlers.reset_password, org, token=body.token, password=body.password)
         return {"status": "password_changed"}
+
+    @router.post("/unlock/request", status_code=202)
+    async def unlock_request(body: EmailOnly, org: Organization) -> dict[str, str]:
+        await portal.run(handlers.request_unlock, org, email=body.email)
+        return {"status": "unlock_sent"}
+
+    @router.post("/unlock")
+    async def unlock(body: TokenOnly, org: Organization) -> dict[str, str]:
+        await portal.run(handlers.unlock, org, token=body.token)
+        return {"status": "unlocked"}
+
+    @router.post("/find-portal", status_code=202)
+    async def find_portal(body: EmailOnly) -> dict[str, str]:
+        """On any host: it is for the person who does not know their portal's."""
+        await portal.run(handlers.find_portals, None, email=body.email)
+        return {"status": "sent_if_known"}
 
     return router
 

@@ -12,12 +12,13 @@ says it, the form's origin (Sec-Fetch-Site, Origin) must be this host.
 
 import functools
 import hmac
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -45,8 +46,12 @@ NOTICES = {
     "confirmed": "Your email address is confirmed. You can sign in now.",
     "password_changed": "Your password has been changed. Sign in with the new one.",
     "signed_out": "You are signed out.",
+    "unlocked": "Your account is unlocked. You can sign in now.",
     "signed_out_everywhere": "You are signed out on every device.",
 }
+LOCAL_PATH = re.compile(r"/(?:[a-z-]+/?)*")
+# What an expired or used link of each purpose can be renewed as (the page's one-click button).
+LINK_PURPOSES = (handlers.CONFIRM, handlers.RESET, handlers.UNLOCK)
 
 
 class LoginForm(BaseModel):
@@ -75,8 +80,16 @@ class TokenPasswordForm(TokenForm):
     password: str = Field("", max_length=MAX_PASSWORD_FIELD)
 
 
+class RenewForm(TokenForm):
+    purpose: str = Field("", max_length=20)
+
+
 class FormRejected(Exception):
     """A form post without the right CSRF token or from another origin."""
+
+
+class CookiesBlocked(FormRejected):
+    """A form post with no cookie at all, though its page set one: the browser refuses them."""
 
 
 def _when(iso: str) -> str:
@@ -111,12 +124,26 @@ class View:
     def error(self, request: Request, title: str, status: int, **context: Any) -> HTMLResponse:
         return self.page(request, "error.html", None, status=status, title=title, **context)
 
+    def cookie_probe(self, request: Request) -> Response:
+        """A form came back with no cookie: set one and look whether the very next request brings
+        it, so a refused cookie is told apart from one the browser dropped since (a restart)."""
+        response = RedirectResponse(f"/cookies-check?again={quote(request.url.path)}", status_code=303)
+        response.set_cookie(self.settings.csrf_cookie_name, new_token(), path="/", httponly=True, samesite="strict",
+                            secure=self.settings.cookie_secure)
+        return response
+
+    def cookies_blocked(self, request: Request) -> HTMLResponse:
+        """Said instead of showing the sign-in form again as if nothing had happened (cause 6)."""
+        return self.page(request, "cookies.html", None, status=400, host=request_host(request, self.settings))
+
     async def check_form(self, request: Request) -> None:
         """A router dependency: every form post must carry the token and come from this host."""
         if request.method in SAFE_METHODS:
             return
         sent = (await request.form()).get(CSRF_FIELD)
         cookie = request.cookies.get(self.settings.csrf_cookie_name)
+        if not request.cookies and isinstance(sent, str) and sent and self._from_this_host(request):
+            raise CookiesBlocked()
         token_matches = isinstance(sent, str) and bool(cookie) and hmac.compare_digest(sent.encode(), str(cookie).encode())
         if not (token_matches and self._from_this_host(request)):
             raise FormRejected()
@@ -146,6 +173,8 @@ def page_route(view: View) -> type[APIRoute]:
                     return view.page(request, "error.html", None, refused=refused)
                 except DatabaseUnavailable:
                     return view.page(request, "error.html", None, refused=Refused("service_unavailable", retry_after=5))
+                except CookiesBlocked:
+                    return view.cookie_probe(request)
                 except FormRejected:
                     return view.error(request, "This form has expired", 403, again=request.url.path)
                 except RequestValidationError:
@@ -171,11 +200,11 @@ def router(portal: Portal) -> APIRouter:
                 try:
                     return await endpoint(**kwargs)
                 except Refused as refused:
-                    return view.page(kwargs["request"], template, kwargs["org"], refused=refused, form=kwargs["form"])
+                    return view.page(kwargs["request"], template, kwargs.get("org"), refused=refused, form=kwargs["form"])
             return shown
         return decorate
 
-    def sent(request: Request, org: Org, form: EmailForm | RegisterForm, what: str) -> HTMLResponse:
+    def sent(request: Request, org: Org | None, form: EmailForm | RegisterForm | None, what: str) -> HTMLResponse:
         return view.page(request, "sent.html", org, form=form, what=what)
 
     def redirect(path: str) -> RedirectResponse:
@@ -185,11 +214,20 @@ def router(portal: Portal) -> APIRouter:
     async def css() -> Response:
         return Response(stylesheet, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
+    @pages.get("/cookies-check")
+    async def cookies_check(request: Request, again: str = "/login") -> Response:
+        if not request.cookies.get(portal.settings.csrf_cookie_name):
+            return view.cookies_blocked(request)
+        local = again if LOCAL_PATH.fullmatch(again) else "/login"  # never another site's address
+        return view.error(request, "This form has expired", 403, again=local)
+
     @pages.get("/")
-    async def account(request: Request, org: Organization) -> Response:
+    async def account(request: Request, org: Organization, signed_in: bool = False) -> Response:
         try:
             session = await portal.run(handlers.current_session, org, cookie_value=portal.session_cookie(request))
         except Refused:
+            if signed_in and portal.session_cookie(request) is None:  # set one redirect ago, not sent back
+                return view.cookies_blocked(request)
             return redirect("/login")
         return view.page(request, "account.html", org, user=session["user"])
 
@@ -201,7 +239,7 @@ def router(portal: Portal) -> APIRouter:
     @refusals_shown_on("login.html")
     async def login(request: Request, org: Organization, form: Annotated[LoginForm, Form()]) -> Response:
         signed_in = await portal.login(org, request, email=form.email, password=form.password, remember=form.remember_me)
-        response = redirect("/")
+        response = redirect("/?signed_in=1")  # lets / tell a refused cookie from a session that ended
         portal.sign_in(response, signed_in)
         return response
 
@@ -276,5 +314,42 @@ def router(portal: Portal) -> APIRouter:
     async def reset(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
         await portal.run(handlers.reset_password, org, token=form.token, password=form.password)
         return redirect("/login?notice=password_changed")
+
+    @pages.post("/unlock/request")
+    @refusals_shown_on("login.html")
+    async def unlock_request(request: Request, org: Organization, form: Annotated[EmailForm, Form()]) -> Response:
+        await portal.run(handlers.request_unlock, org, email=form.email)
+        return sent(request, org, form, "unlock")
+
+    @pages.get("/unlock")
+    @refusals_shown_on("unlock.html")
+    async def unlock_page(request: Request, org: Organization, form: Annotated[TokenForm, Query()]) -> Response:
+        await portal.run(handlers.check_link, org, token=form.token, purpose=handlers.UNLOCK)
+        return view.page(request, "unlock.html", org, form=form)
+
+    @pages.post("/unlock")
+    @refusals_shown_on("unlock.html")
+    async def unlock(request: Request, org: Organization, form: Annotated[TokenForm, Form()]) -> Response:
+        await portal.run(handlers.unlock, org, token=form.token)
+        return redirect("/login?notice=unlocked")
+
+    @pages.post("/renew-link")
+    async def renew_link(request: Request, org: Organization, form: Annotated[RenewForm, Form()]) -> Response:
+        if form.purpose not in LINK_PURPOSES:
+            return view.error(request, PROBLEMS["validation_error"][1], 422)
+        await portal.run(handlers.renew_link, org, token=form.token, purpose=form.purpose)
+        return sent(request, org, None, "renewed")
+
+    # Find your portal: on any host, also one that maps to no organization (so no Organization).
+
+    @pages.get("/find-portal")
+    async def find_portal_page(request: Request) -> HTMLResponse:
+        return view.page(request, "find_portal.html", None, form=EmailForm())
+
+    @pages.post("/find-portal")
+    @refusals_shown_on("find_portal.html")
+    async def find_portal(request: Request, form: Annotated[EmailForm, Form()]) -> Response:
+        await portal.run(handlers.find_portals, None, email=form.email)
+        return sent(request, None, form, "portals")
 
     return pages

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.identity.domain import RecentFailures
-from services.identity.tables import domains, failures, locks, sessions, tenants, tokens, users
+from services.identity.tables import domains, failures, locks, portal_lookups, sessions, tenants, tokens, users
 from shared.db import record
 
 ALL_SOURCES = ""
@@ -111,6 +111,11 @@ class IdentityRepository:
             locks.c.source.in_([ALL_SOURCES, source]), locks.c.locked_until > now))
         return until
 
+    async def locked(self, *, tenant: str, email: str, now: datetime) -> bool:
+        """Whether any lock of the account (for one source or for all) is in force."""
+        return bool(await self.conn.scalar(sa.select(sa.exists().where(
+            locks.c.tenant == tenant, locks.c.email == email, locks.c.locked_until > now))))
+
     async def serialize_account(self, *, tenant: str, email: str) -> bool:
         """Try the per-account transaction lock that keeps parallel logins from outrunning lockout."""
         return bool(await self.conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_account_key(tenant, email)))))
@@ -161,6 +166,25 @@ class IdentityRepository:
     async def set_password_hash(self, *, tenant: str, user_id: uuid.UUID, password_hash: str) -> None:
         await self.conn.execute(users.update().where(users.c.tenant == tenant, users.c.id == user_id).values(password_hash=password_hash))
 
+    async def portals_of(self, *, email: str) -> list[Any]:
+        """(name, settings, host) of each organization where the address has an account, with
+        the first of its portal domains; across organizations, for find-portal only."""
+        first_domain = (sa.select(domains.c.slug, sa.func.min(domains.c.host).label("host"))
+                        .group_by(domains.c.slug).subquery())
+        query = (sa.select(tenants.c.name, tenants.c.settings, first_domain.c.host)
+                 .join(users, users.c.tenant == tenants.c.slug)
+                 .join(first_domain, first_domain.c.slug == tenants.c.slug)
+                 .where(users.c.email == email).order_by(tenants.c.name, first_domain.c.host))
+        return list((await self.conn.execute(query)).all())
+
+    async def note_portal_list(self, *, email_hash: str, now: datetime, interval: timedelta) -> bool:
+        """Record that the address is sent its portals now; False (nothing recorded) when it
+        was sent them less than ``interval`` ago. One statement, so parallel requests send one."""
+        stmt = insert(portal_lookups).values(email_hash=email_hash, sent_at=now)
+        stmt = stmt.on_conflict_do_update(index_elements=[portal_lookups.c.email_hash], set_={"sent_at": now},
+                                          where=portal_lookups.c.sent_at <= now - interval)
+        return (await self.conn.execute(stmt.returning(portal_lookups.c.email_hash))).first() is not None
+
     # --- single-use tokens --------------------------------------------------------------------
 
     async def issue_token(self, *, tenant: str, user_id: uuid.UUID, purpose: str, token_hash: str,
@@ -183,6 +207,7 @@ class IdentityRepository:
             tokens.c.used_at.is_(None), tokens.c.superseded_at.is_(None)).values(superseded_at=now))
 
     async def token(self, *, tenant: str, purpose: str, token_hash: str) -> Token | None:
+        """The token's row, whatever its state (used, superseded, expired), locked."""
         return record(Token, (await self.conn.execute(sa.select(tokens).where(
             tokens.c.token_hash == token_hash, tokens.c.tenant == tenant, tokens.c.purpose == purpose).with_for_update())).first())
 

@@ -53,7 +53,7 @@ tokens = sa.Table(
     sa.Column("token_hash", sa.Text, primary_key=True),
     sa.Column("tenant", sa.Text, nullable=False),
     sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("identity.users.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("purpose", sa.Text, nullable=False),  # confirm | reset
+    sa.Column("purpose", sa.Text, nullable=False),  # confirm | reset | unlock
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("used_at", sa.DateTime(timezone=True)),
     sa.Column("superseded_at", sa.DateTime(timezone=True)),
@@ -72,4 +72,12 @@ sessions = sa.Table(
     sa.Column("idle_expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("absolute_expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+# When each address (by its SHA-256, as typed addresses of strangers need not be kept) was last
+# sent its list of portals: at most one such email per address in FIND_PORTAL_INTERVAL.
+portal_lookups = sa.Table(
+    "portal_lookups", metadata,
+    sa.Column("email_hash", sa.Text, primary_key=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -36,6 +36,10 @@ def subscribers(outbox: Outbox | None, tables: Tables = LIVE) -> dict[type[event
         await handlers.password_changed(LockoutRepository(conn, tables), announce(conn, envelope), tenant=envelope.tenant,
                                         email=event.email, at=envelope.occurred_at)
 
+    async def unlock_link_used(conn: AsyncConnection, envelope: Envelope, event: events.UnlockLinkUsed) -> None:
+        await handlers.email_unlock(LockoutRepository(conn, tables), announce(conn, envelope), tenant=envelope.tenant,
+                                    email=event.email, at=envelope.occurred_at)
+
     async def tenant_saved(conn: AsyncConnection, envelope: Envelope, event: events.TenantCreated | events.TenantUpdated) -> None:
         await handlers.save_settings(LockoutRepository(conn, tables), slug=event.slug, settings=event.settings)
 
@@ -43,6 +47,7 @@ def subscribers(outbox: Outbox | None, tables: Tables = LIVE) -> dict[type[event
         events.LoginFailed: login_failed,
         events.LoginSucceeded: login_succeeded,
         events.PasswordChanged: password_changed,
+        events.UnlockLinkUsed: unlock_link_used,
         events.TenantCreated: tenant_saved,
         events.TenantUpdated: tenant_saved,
     }

@@ -102,6 +102,15 @@ async def unlock(repo: LockoutRepository, announce: Announce, *, tenant: str, em
     await lift(repo, tenant=tenant, email=email, at=envelope.occurred_at if envelope else utcnow(), reason="admin")
 
 
+async def email_unlock(repo: LockoutRepository, announce: Announce, *, tenant: str, email: str, at: datetime) -> None:
+    """The owner used an emailed unlock link: every lock lifted and every count cleared, as an
+    operator's unlock does, and announced the same way (even when the locks had ended meanwhile),
+    under the account's lock so that no lock decided meanwhile is announced after it."""
+    await repo.serialize(tenant=tenant, email=email)
+    await announce(events.AccountUnlocked(email=email, source=EVERY_SOURCE, reason="email_link"), tenant=tenant)
+    await lift(repo, tenant=tenant, email=email, at=at, reason="email_link")
+
+
 async def lift(repo: LockoutRepository, *, tenant: str, email: str, at: datetime, reason: str) -> int:
     """Lift the locks active at ``at`` and forget every failure; how many locks were lifted."""
     await repo.serialize(tenant=tenant, email=email)
@@ -130,7 +139,8 @@ async def replay_unlock(repo: LockoutRepository, *, tenant: str, email: str, sou
                         at: datetime) -> None:
     """During a rebuild, an AccountUnlocked read back from lockout.events: an operator's unlock is an
     input no other log holds, so it is applied at its own time; an announced expiry only records
-    that its end needs no second announcement. (``password_changed`` follows from PasswordChanged.)"""
+    that its end needs no second announcement. (``password_changed`` and ``email_link`` follow from
+    identity's PasswordChanged and UnlockLinkUsed, which the rebuild replays too.)"""
     if reason == "admin":
         await lift(repo, tenant=tenant, email=email, at=at, reason="admin")
     elif reason == "expired":

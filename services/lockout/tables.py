@@ -36,7 +36,7 @@ locks = sa.Table(
     sa.Column("locked_until", sa.DateTime(timezone=True), nullable=False),
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("lifted_at", sa.DateTime(timezone=True)),
-    sa.Column("lift_reason", sa.Text),  # admin | password_changed
+    sa.Column("lift_reason", sa.Text),  # admin | password_changed | email_link
     sa.Column("expiry_announced", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("locks_due", "locked_until", postgresql_where=sa.text("lifted_at IS NULL AND NOT expiry_announced")),
 )

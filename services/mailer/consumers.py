@@ -19,6 +19,8 @@ KINDS: dict[type[events.AccountEvent], Kind] = {
     events.ConfirmationRequested: Kind.CONFIRMATION,
     events.ResetRequested: Kind.RESET,
     events.RegistrationRepeated: Kind.REGISTRATION_NOTICE,
+    events.UnlockRequested: Kind.UNLOCK,
+    events.PortalsRequested: Kind.PORTALS,
     events.PasswordChanged: Kind.PASSWORD_CHANGED,
 }
 TOPICS = (events.IDENTITY_TOPIC, events.TENANT_TOPIC)

@@ -15,6 +15,8 @@ class Kind(StrEnum):
     CONFIRMATION = "confirmation"
     RESET = "reset"
     REGISTRATION_NOTICE = "registration_notice"
+    UNLOCK = "unlock"
+    PORTALS = "portals"
     PASSWORD_CHANGED = "password_changed"
 
 
@@ -102,8 +104,24 @@ def links(kind: Kind, *, template: str, host: str, token: str | None) -> dict[st
         return {"action_link": portal_link(template, host, "/confirm", token=_required(token))}
     if kind is Kind.RESET:
         return {"action_link": portal_link(template, host, "/reset-password", token=_required(token))}
+    if kind is Kind.UNLOCK:
+        return {"action_link": portal_link(template, host, "/unlock", token=_required(token))}
     return {"login_link": portal_link(template, host, "/login"),
             "forgot_link": portal_link(template, host, "/forgot-password")}
+
+
+# The sender of the list of portals, which speaks for no single organization.
+DIRECTORY = Organization(slug="", name="Customer portal", display_name=None, support_email=None, domains=())
+
+
+def portal_list(context: dict[str, object], *, template: str) -> dict[str, object]:
+    """The template values of the list of portals: each organization's name and login page."""
+    portals = context.get("portals")
+    if not isinstance(portals, list) or not portals:
+        raise Undeliverable("the event lists no portal")
+    listed = [{"name": header_text(str(p["name"])), "login_link": portal_link(template, str(p["host"]), "/login")}
+              for p in portals]
+    return {"kind": Kind.PORTALS.value, "organization": DIRECTORY.shown_name, "support_email": None, "portals": listed}
 
 
 def _required(token: str | None) -> str:

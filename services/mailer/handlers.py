@@ -97,6 +97,10 @@ async def send(deps: Deps, job: Job) -> DeliveryFailure | None:
 
 def compose(deps: Deps, job: Job) -> Email:
     row, org = job.email, job.org
+    if row.kind == Kind.PORTALS:  # for no single organization: the list names each one
+        rendered = deps.renderer.render(Kind.PORTALS, domain.portal_list(row.context, template=deps.portal_url_template))
+        return domain.compose(to=row.to_address, org=domain.DIRECTORY, rendered=rendered, mail_from=deps.mail_from,
+                              key=row.dedup_key)
     if org is None:  # its TenantCreated is on another topic and may simply not have arrived yet
         raise DeliveryFailure(f"organization {row.tenant!r} not known to the mailer yet")
     kind, context = Kind(row.kind), row.context

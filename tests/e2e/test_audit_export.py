@@ -15,7 +15,7 @@ import pytest
 from portal_auth.replay import CSV_COLUMNS
 from portal_auth.system import System
 from tests.conftest import ADMIN_TOKEN, create_org, mail_to, portal
-from tests.e2e.test_operator_commands import portal_auth
+from tests.e2e.test_rebuild_copies import _run as portal_auth  # the whole log may take minutes on a busy machine
 
 pytestmark = pytest.mark.e2e
 

@@ -60,3 +60,32 @@ async def _gateway_log_once_it_has(system: System, text: str, timeout: float = 1
             assert text in logs, f"{text} never reached the gateway's log"
             return logs
         await asyncio.sleep(0.05)
+
+
+async def test_identity_down_behind_the_gateway_gets_its_own_503_page_and_problem(system: System) -> None:
+    """Cause 7: identity stopped behind nginx. People get the portal's "Service temporarily
+    unavailable" page, programs the contract's problem, both 503 with Retry-After, at once."""
+    from portal_auth.devstack import free_port
+    from portal_auth.gateway import start_gateway
+
+    identity = system.start("identity", name="identity-behind-gateway", args=["--no-migrate"])
+    port = free_port()
+    gateway = start_gateway(system.workdir / "gateway-down", port=port, identity_port=identity.port)
+    assert gateway is not None, "nginx is not installed (apt-get install nginx-light)"
+    org = await create_org(system, name="Down Time AG")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Host": org.host}) as browser:
+            assert (await browser.get("/login")).status_code == 200
+            system.stop("identity-behind-gateway")
+            page = await browser.get("/login")
+            api = await browser.post("/auth/login", json={"email": "down@example.com", "password": PASSWORD})
+    finally:
+        gateway.stop()
+    assert page.status_code == 503 and page.headers["retry-after"] == "5"
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Service temporarily unavailable" in page.text and "try again in a few seconds" in page.text
+    assert "nginx" not in page.text
+    assert api.status_code == 503 and api.headers["retry-after"] == "5"
+    assert api.headers["content-type"].startswith("application/problem+json")
+    assert api.json() == {"type": "about:blank", "status": 503, "title": "Service temporarily unavailable",
+                          "code": "service_unavailable"}

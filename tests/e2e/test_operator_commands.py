@@ -82,6 +82,24 @@ async def test_diagnose_names_each_cause_that_applies(system: System) -> None:
     assert "[3]" not in causes and "[7]" not in causes
 
 
+async def test_diagnose_names_the_self_service_step_of_each_cause(system: System) -> None:
+    first, second = await create_org(system), await create_org(system)
+    email = f"selfhelp-{first.slug}@example.com"
+    await locked_unconfirmed_account(system, first, email)
+    async with portal(system, second) as browser:
+        assert (await browser.post("/auth/register", json={"email": email, "password": PASSWORD})).status_code == 202
+
+    result = await asyncio.to_thread(portal_auth, system, "diagnose", first.slug, email)
+    assert result.returncode == 0, result.stderr
+    lines = {line[:3]: line for line in result.stdout.splitlines()}
+    assert "the person can send an unlock link" in lines["[5]"], result.stdout
+    assert "Send Confirmation Email" in lines["[1]"]
+    assert "find-portal lists 2 organizations for this address" in lines["[8]"]
+
+    lost = await asyncio.to_thread(portal_auth, system, "diagnose", "no-such-org", email)
+    assert "[3] Organization not found" in lost.stdout and "find-portal lists 2 organizations" in lost.stdout
+
+
 async def test_diagnose_says_when_the_organization_does_not_exist(system: System) -> None:
     result = await asyncio.to_thread(portal_auth, system, "diagnose", "no-such-org", "anyone@example.com")
     assert result.returncode == 0, result.stderr

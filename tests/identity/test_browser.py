@@ -3,6 +3,7 @@ wrong in the contract's words, and the session cookie holds across pages (articl
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import AsyncIterator
 
@@ -55,6 +56,38 @@ async def test_a_wrong_password_is_told_in_the_contracts_words_with_forgot_passw
     await expect(page.get_by_role("alert")).to_have_text("Incorrect email or password")
     await page.get_by_role("link", name="Forgot Password").click()
     await expect(page.get_by_role("heading", name="Forgot Password")).to_be_visible()
+
+
+@pytest.fixture
+async def cookieless_page(system: System, org: Org, tmp_path) -> AsyncIterator[Page]:
+    """A tab of a Chromium whose settings refuse every cookie (content setting "block"), as a
+    person's browser may: a profile directory whose preferences say so."""
+    profile = tmp_path / "profile"
+    (profile / "Default").mkdir(parents=True)
+    (profile / "Default" / "Preferences").write_text(
+        json.dumps({"profile": {"default_content_setting_values": {"cookies": 2}}}))
+    async with async_playwright() as driver:
+        context = await driver.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=["--no-sandbox", "--headless"],
+            base_url=f"http://{org.host}:{system.processes['identity'].port}")
+        try:
+            yield await context.new_page()
+        finally:
+            await context.close()
+
+
+async def test_a_browser_that_refuses_cookies_is_told_so_instead_of_landing_on_the_login_page(
+        system: System, client: httpx.AsyncClient, cookieless_page: Page) -> None:
+    """Article cause 6: "login seems to work but leads back to the login page"."""
+    account = await confirmed_account(system, client)
+    page = cookieless_page
+    await page.goto("/login")
+    await page.get_by_label("Email address").fill(account.email)
+    await page.get_by_label("Password", exact=True).fill(account.password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Cookies are blocked for this site")).to_be_visible()
+    await expect(page.get_by_role("alert")).to_contain_text("Allow cookies for this site")
+    assert await page.context.cookies() == []
 
 
 async def test_a_person_confirms_the_address_with_the_password_chosen_at_registration(
