@@ -74,7 +74,11 @@ class Actor(BaseModel):
 
 
 class _MailToken(AccountEvent):
-    """Events that ask the mailer for a link. The token travels encrypted (see shared.secrets)."""
+    """Events that ask the mailer for a link. The token travels sealed with the organization,
+    address, PURPOSE and expiry of its event (shared.secrets.TokenBinding): the mailer opens it
+    only for the event it was sealed for."""
+
+    PURPOSE: ClassVar[str]
 
     user_id: uuid.UUID
     host: str
@@ -85,6 +89,7 @@ class _MailToken(AccountEvent):
 class UserRegistered(_MailToken):
     TYPE = "UserRegistered"
     TOPIC = IDENTITY_TOPIC
+    PURPOSE = "confirm"
     display_name: str | None = None
 
 
@@ -100,6 +105,7 @@ class RegistrationRepeated(AccountEvent):
 class ConfirmationRequested(_MailToken):
     TYPE = "ConfirmationRequested"
     TOPIC = IDENTITY_TOPIC
+    PURPOSE = "confirm"
 
 
 class EmailConfirmed(AccountEvent):
@@ -127,6 +133,7 @@ class LoginFailed(AccountEvent):
 class ResetRequested(_MailToken):
     TYPE = "ResetRequested"
     TOPIC = IDENTITY_TOPIC
+    PURPOSE = "reset"
 
 
 class PasswordChanged(AccountEvent):
@@ -145,6 +152,7 @@ class UnlockRequested(_MailToken):
 
     TYPE = "UnlockRequested"
     TOPIC = IDENTITY_TOPIC
+    PURPOSE = "unlock"
 
 
 class UnlockLinkUsed(AccountEvent):

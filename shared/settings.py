@@ -8,7 +8,7 @@ setting that is only fit for one developer's machine: the well-known local secre
 
 from __future__ import annotations
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL = "local"
@@ -24,8 +24,21 @@ class ConnectionSettings(BaseSettings):
 
     database_url: str = "postgresql+asyncpg://portal:portal@127.0.0.1:5432/portal_auth"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Where Kafka asks who is connecting (docker-compose.yml): each service's own SASL/SCRAM
+    # principal, which the brokers' ACLs let write only its own topic. Empty: no authentication.
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_replication_factor: int = Field(1, ge=1)  # of the topics a service creates
     db_timeout_seconds: float = 2.0
     log_level: str = "INFO"
+
+    def kafka_client_options(self) -> dict[str, str]:
+        """aiokafka's keyword arguments for this principal (none without SASL)."""
+        if not self.kafka_sasl_username:
+            return {}
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": self.kafka_sasl_mechanism,
+                "sasl_plain_username": self.kafka_sasl_username, "sasl_plain_password": self.kafka_sasl_password}
 
 
 class ServiceSettings(ConnectionSettings):

@@ -2,12 +2,15 @@
 
 KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and SMTP_HOST are used when set; otherwise the
 processes are started here (Apache Kafka from Maven's jars on Java 17, embedded PostgreSQL,
-an aiosmtpd catcher). Docker is not used: testcontainers needs an engine, and when one is reachable the same variables point the tests at its containers.
+an aiosmtpd catcher). With PORTAL_AUTH_INFRA=containers, PostgreSQL and Kafka run instead in
+containers of the project's own images, started by testcontainers
+(portal_auth.devstack.containers; needs a Docker engine and the images built).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 import uuid
@@ -36,7 +39,19 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def infra(workdir: Path) -> Iterator[Infrastructure]:
-    infrastructure = start_infrastructure(workdir, say=lambda line: None)
+    env = dict(os.environ)
+    if env.get("PORTAL_AUTH_INFRA") == "containers":
+        # PostgreSQL and Kafka in containers of the project's own images (docs/operations.md).
+        from portal_auth.devstack.containers import start_container_infrastructure
+
+        postgres, kafka = start_container_infrastructure()
+        env.update(DATABASE_URL=postgres.address, KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap)
+        infrastructure = start_infrastructure(workdir, env=env, say=lambda line: None)
+        infrastructure.postgres, infrastructure.kafka = postgres, kafka  # type: ignore[assignment]
+        yield infrastructure
+        infrastructure.stop()
+        return
+    infrastructure = start_infrastructure(workdir, env=env, say=lambda line: None)
     yield infrastructure
     infrastructure.stop()
 
