@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint install asyncapi bench system-up system-test chaos chaos-short
+.PHONY: up test lint compose-test install asyncapi bench system-up system-test chaos chaos-short
 
 # System packages first: scripts/system-packages installs what is missing with apt-get, or
 # stops at once with the command to run.
@@ -11,6 +11,10 @@ up: system-up $(VENV)/.installed
 
 test: system-test lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The production shape for real: dockerd, the images, docker compose up (docs/operations.md).
+compose-test: $(VENV)/.installed
+	$(BIN)/pytest -m compose -p no:cacheprovider -s $(PYTEST_ARGS) tests/compose
 
 # ruff (bug-finding rules, no formatter) and mypy (strict) as configured in pyproject.toml.
 lint: $(VENV)/.installed
@@ -33,7 +37,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,compose]"
 	touch $@
 
 asyncapi: $(VENV)/.installed

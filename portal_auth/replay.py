@@ -55,7 +55,8 @@ def write_csv(records: list[dict[str, Any]], out: TextIO) -> None:
     for record in records:
         data = dict(record["data"])
         row = {column: record.get(column) for column in CSV_COLUMNS}
-        row.update(actor=_actor(data.pop("actor", None)), email=data.pop("email", None),
+        # the actor may travel in the event's data or in its envelope
+        row.update(actor=_actor(data.pop("actor", record.get("actor"))), email=data.pop("email", None),
                    data=json.dumps(data, sort_keys=True, ensure_ascii=False))
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
 

@@ -156,7 +156,7 @@ def local_system(workdir: Path, *, env: Mapping[str, str], services: tuple[str, 
     """Fresh local infrastructure and ``services`` over it, all stopped on leaving; for benchmarks.
     Local means local: DATABASE_URL and friends in this process's environment are not used."""
     infra = start_infrastructure(workdir, env={}, say=lambda line: print(line, file=sys.stderr))
-    system = System(infra=infra, workdir=workdir, env={"COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING", **env})
+    system = System(infra=infra, workdir=workdir, env={"ENVIRONMENT": "local", "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING", **env})
     try:
         for service in services:
             system.start(service)

@@ -38,6 +38,7 @@ def up() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     infra = start_infrastructure(workdir, fixed_ports=True, say=say)
     env = {
+        "ENVIRONMENT": os.environ.get("ENVIRONMENT", "local"),  # this machine, over plain HTTP
         "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN") or _new_admin_token(),
         "MAIL_TOKEN_KEY": os.environ.get("MAIL_TOKEN_KEY") or new_mail_token_key(),
         "COOKIE_SECURE": os.environ.get("COOKIE_SECURE", "false"),  # plain HTTP on this machine

@@ -58,11 +58,27 @@ class AccountEvent(Event):
         return account_key(tenant, self.email)
 
 
+class Actor(BaseModel):
+    """Who made an administrative change, for the audit: the address the request came from, the
+    request's id (``X-Request-ID`` when the caller sent one, echoed in the answer), and the
+    admin token's name where tokens are named (None while there is one unnamed ADMIN_TOKEN)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    request_id: str
+    name: str | None = None
+
+
 # --- identity.events -------------------------------------------------------------------------
 
 
 class _MailToken(AccountEvent):
-    """Events that ask the mailer for a link. The token travels encrypted (see shared.secrets)."""
+    """Events that ask the mailer for a link. The token travels sealed with the organization,
+    address, PURPOSE and expiry of its event (shared.secrets.TokenBinding): the mailer opens it
+    only for the event it was sealed for."""
+
+    PURPOSE: ClassVar[str]
 
     user_id: uuid.UUID
     host: str
@@ -73,6 +89,7 @@ class _MailToken(AccountEvent):
 class UserRegistered(_MailToken):
     TYPE = "UserRegistered"
     TOPIC = IDENTITY_TOPIC
+    PURPOSE = "confirm"
     display_name: str | None = None
 
 
@@ -88,6 +105,7 @@ class RegistrationRepeated(AccountEvent):
 class ConfirmationRequested(_MailToken):
     TYPE = "ConfirmationRequested"
     TOPIC = IDENTITY_TOPIC
+    PURPOSE = "confirm"
 
 
 class EmailConfirmed(AccountEvent):
@@ -115,6 +133,7 @@ class LoginFailed(AccountEvent):
 class ResetRequested(_MailToken):
     TYPE = "ResetRequested"
     TOPIC = IDENTITY_TOPIC
+    PURPOSE = "reset"
 
 
 class PasswordChanged(AccountEvent):
@@ -133,6 +152,7 @@ class UnlockRequested(_MailToken):
 
     TYPE = "UnlockRequested"
     TOPIC = IDENTITY_TOPIC
+    PURPOSE = "unlock"
 
 
 class UnlockLinkUsed(AccountEvent):
@@ -190,19 +210,28 @@ class AccountLocked(AccountEvent):
 
 
 class AccountUnlocked(AccountEvent):
-    """Version 2 adds the reason ``email_link`` (the owner used an emailed unlock link)."""
+    """Version 2 adds the reason ``email_link`` (the owner used an emailed unlock link); version 3
+    the ``actor`` of an operator's unlock (None for every other reason)."""
 
     TYPE = "AccountUnlocked"
-    VERSION = 2
+    VERSION = 3
     TOPIC = LOCKOUT_TOPIC
     source: str | None
     reason: Literal["expired", "admin", "password_changed", "email_link"]
+    actor: Actor | None = None
 
 
 # --- tenant.events ---------------------------------------------------------------------------
 
 
-class TenantCreated(Event):
+class _AdminChange(Event):
+    """Version 2 of every tenant event adds the ``actor``; version 1 events read with None."""
+
+    VERSION = 2
+    actor: Actor | None
+
+
+class TenantCreated(_AdminChange):
     TYPE = "TenantCreated"
     TOPIC = TENANT_TOPIC
     slug: str
@@ -211,7 +240,7 @@ class TenantCreated(Event):
     settings: dict[str, Any]
 
 
-class TenantUpdated(Event):
+class TenantUpdated(_AdminChange):
     TYPE = "TenantUpdated"
     TOPIC = TENANT_TOPIC
     slug: str
@@ -219,14 +248,14 @@ class TenantUpdated(Event):
     settings: dict[str, Any]
 
 
-class DomainAdded(Event):
+class DomainAdded(_AdminChange):
     TYPE = "DomainAdded"
     TOPIC = TENANT_TOPIC
     slug: str
     host: str
 
 
-class DomainRemoved(Event):
+class DomainRemoved(_AdminChange):
     TYPE = "DomainRemoved"
     TOPIC = TENANT_TOPIC
     slug: str
@@ -269,6 +298,9 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("AccountUnlocked", 1): dict,
     ("SessionRevoked", 1): dict,  # version 2 only adds a reason: every version 1 reads as it was
     ("PasswordChanged", 1): lambda data: {**data, "host": ""},
+    ("AccountUnlocked", 2): lambda data: {**data, "actor": None},
+    **{(kind, 1): (lambda data: {**data, "actor": None}) for kind in ("TenantCreated", "TenantUpdated", "DomainAdded",
+                                                                        "DomainRemoved")},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from shared.db import DatabaseUnavailable
+from shared.events import Actor
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -146,13 +148,22 @@ def _escaped(text: str, *, quote: bool) -> str:
     return text.replace('"', '\\"') if quote else text
 
 
+def admin_actor(request: Request) -> Actor:
+    """A FastAPI dependency for admin changes: who asked, for the change's event. The request id
+    is the caller's ``X-Request-ID`` when it is a plain short value, else a new one."""
+    given = request.headers.get("x-request-id", "")
+    request_id = given if given.isascii() and given.isprintable() and 0 < len(given) <= 128 else str(uuid.uuid4())
+    return Actor(address=request.client.host if request.client else "unknown", request_id=request_id)
+
+
 def admin_guard(admin_token: str) -> Callable[[Request], Awaitable[None]]:
     """A FastAPI dependency: the admin APIs answer 401 without ``Authorization: Bearer ADMIN_TOKEN``."""
     import hmac
 
     async def guard(request: Request) -> None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), admin_token.encode()):
+        matches = bool(given) and bool(admin_token) and hmac.compare_digest(given.encode(), admin_token.encode())
+        if scheme.lower() != "bearer" or not matches:  # an empty token never matches, even an empty setting
             raise Problem("unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
     return guard

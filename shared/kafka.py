@@ -16,6 +16,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.security import SASLScram256, SASLScram512
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -33,11 +34,18 @@ BUSY_RETRY_SECONDS = 0.01
 FETCH_MAX_WAIT_MS = 500
 
 
-def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
+def make_broker(bootstrap_servers: str, *, client_id: str, client_options: Mapping[str, str] | None = None) -> KafkaBroker:
     """A producer that waits for every in-sync replica (acks=all) and never writes a retried
-    message twice (idempotence)."""
+    message twice (idempotence). ``client_options`` are ``ConnectionSettings.kafka_client_options()``:
+    who this service is to Kafka."""
+    options = dict(client_options or {})
+    security = None
+    if options:
+        scram = SASLScram512 if options["sasl_mechanism"] == "SCRAM-SHA-512" else SASLScram256
+        security = scram(options["sasl_plain_username"], options["sasl_plain_password"])
     return KafkaBroker(
-        bootstrap_servers,
+        [server.strip() for server in bootstrap_servers.split(",") if server.strip()],  # FastStream takes a list
+        security=security,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -49,27 +57,33 @@ def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
     )
 
 
-async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] = TOPICS) -> None:
-    """Event topics and their dead-letter topics: 6 partitions, kept forever (the audit log)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] = TOPICS, *, replication_factor: int = 1,
+                        client_options: Mapping[str, str] | None = None) -> None:
+    """Event topics and their dead-letter topics: 6 partitions, kept forever (the audit log),
+    on ``replication_factor`` brokers (the cluster's min.insync.replicas decides how many of
+    them must have a write before acks=all answers)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000,
+                                **dict(client_options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [t for topic in topics for t in (topic, dlq_topic(topic)) if t not in existing]
         for name in wanted:
             try:
-                await admin.create_topics([NewTopic(name, PARTITIONS, 1, topic_configs={"retention.ms": "-1"})])
+                await admin.create_topics([NewTopic(name, PARTITIONS, replication_factor, topic_configs={"retention.ms": "-1"})])
             except TopicAlreadyExistsError:
                 pass
     finally:
         await admin.close()
 
 
-async def keep_connected(broker: KafkaBroker, *, bootstrap_servers: str, connected: asyncio.Event) -> None:
+async def keep_connected(broker: KafkaBroker, *, bootstrap_servers: str, connected: asyncio.Event,
+                         replication_factor: int = 1, client_options: Mapping[str, str] | None = None) -> None:
     """Start the broker, retrying while Kafka is away, so a service starts and serves without it."""
     while True:
         try:
-            await asyncio.wait_for(ensure_topics(bootstrap_servers), PUBLISH_TIMEOUT)
+            await asyncio.wait_for(ensure_topics(bootstrap_servers, replication_factor=replication_factor,
+                                                 client_options=client_options), PUBLISH_TIMEOUT)
             await asyncio.wait_for(broker.start(), PUBLISH_TIMEOUT)
             connected.set()
             return

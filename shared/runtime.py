@@ -41,7 +41,7 @@ class Runtime:
     @classmethod
     def build(cls, *, name: str, settings: ServiceSettings, metadata: sa.MetaData) -> Runtime:
         engine = make_engine(settings.database_url, timeout=settings.db_timeout_seconds)
-        broker = make_broker(settings.kafka_bootstrap_servers, client_id=name)
+        broker = make_broker(settings.kafka_bootstrap_servers, client_id=name, client_options=settings.kafka_client_options())
         connected = asyncio.Event()
         out = metadata.tables[f"{metadata.schema}.outbox"]
         relay = OutboxRelay(engine=engine, table=out, connected=connected,
@@ -72,7 +72,10 @@ class Runtime:
     async def start(self) -> None:
         bootstrap = self.settings.kafka_bootstrap_servers
         self._tasks = [
-            asyncio.create_task(keep_connected(self.broker, bootstrap_servers=bootstrap, connected=self.connected)),
+            asyncio.create_task(keep_connected(
+                self.broker, bootstrap_servers=bootstrap, connected=self.connected,
+                replication_factor=self.settings.kafka_replication_factor,
+                client_options=self.settings.kafka_client_options())),
             asyncio.create_task(self.relay.run()),
             *(asyncio.create_task(work()) for work in self._beside),
         ]

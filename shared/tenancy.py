@@ -51,6 +51,18 @@ class TokenSettings(BaseModel):
     reset_ttl_seconds: StrictInt = Field(30 * MINUTE, ge=MINUTE, le=DAY)
 
 
+class LimitSettings(BaseModel):
+    """How much one source address may ask of one organization's portal (see docs/security.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Unauthenticated POSTs (login, register, confirm, resend, forgot, reset, ...) per minute.
+    requests_per_source_per_minute: StrictInt = Field(60, ge=1, le=100_000)
+    # Failed logins on any of the organization's accounts within lockout.window_seconds: one
+    # source trying a few passwords on each of many accounts (credential stuffing).
+    failed_logins_per_source: StrictInt = Field(30, ge=1, le=100_000)
+
+
 class TenantSettings(BaseModel):
     """Settings per organization, with the contract's defaults."""
 
@@ -59,5 +71,6 @@ class TenantSettings(BaseModel):
     lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     password: PasswordSettings = Field(default_factory=PasswordSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     display_name: PlainText | None = Field(None, min_length=1, max_length=200)
     support_email: EmailStr | None = None

@@ -2,12 +2,15 @@
 
 KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and SMTP_HOST are used when set; otherwise the
 processes are started here (Apache Kafka from Maven's jars on Java 17, embedded PostgreSQL,
-an aiosmtpd catcher). Docker is not used: testcontainers needs an engine, and when one is reachable the same variables point the tests at its containers.
+an aiosmtpd catcher). With PORTAL_AUTH_INFRA=containers, PostgreSQL and Kafka run instead in
+containers of the project's own images, started by testcontainers
+(portal_auth.devstack.containers; needs a Docker engine and the images built).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 import uuid
@@ -36,13 +39,26 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def infra(workdir: Path) -> Iterator[Infrastructure]:
-    infrastructure = start_infrastructure(workdir, say=lambda line: None)
+    env = dict(os.environ)
+    if env.get("PORTAL_AUTH_INFRA") == "containers":
+        # PostgreSQL and Kafka in containers of the project's own images (docs/operations.md).
+        from portal_auth.devstack.containers import start_container_infrastructure
+
+        postgres, kafka = start_container_infrastructure()
+        env.update(DATABASE_URL=postgres.address, KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap)
+        infrastructure = start_infrastructure(workdir, env=env, say=lambda line: None)
+        infrastructure.postgres, infrastructure.kafka = postgres, kafka  # type: ignore[assignment]
+        yield infrastructure
+        infrastructure.stop()
+        return
+    infrastructure = start_infrastructure(workdir, env=env, say=lambda line: None)
     yield infrastructure
     infrastructure.stop()
 
 
 def service_env(infra: Infrastructure) -> dict[str, str]:
     return {
+        "ENVIRONMENT": "local",  # plain HTTP, 4 bcrypt rounds and a short admin token are for here only
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "MAIL_TOKEN_KEY": new_mail_token_key(),
         "BCRYPT_ROUNDS": "4",
@@ -90,12 +106,18 @@ async def admin(system: System) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+# Tests play every visitor from a few addresses, far faster than people: their organizations
+# raise the per-source limits unless a test sets "limits" itself to see them work.
+TEST_LIMITS = {"requests_per_source_per_minute": 100_000, "failed_logins_per_source": 100_000}
+
+
 async def create_org(system: System, *, settings: dict | None = None, name: str = "Acme Corp") -> Org:
     """A fresh organization with its own domain, once identity, lockout and mailer know it."""
     slug = f"org-{uuid.uuid4().hex[:10]}"
     host = f"{slug}.localhost"
+    settings = {"limits": TEST_LIMITS, **(settings or {})}
     async with httpx.AsyncClient(base_url=system.url("tenant"), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
-        answer = await client.post("/admin/tenants", json={"slug": slug, "name": name, "domains": [host], "settings": settings or {}})
+        answer = await client.post("/admin/tenants", json={"slug": slug, "name": name, "domains": [host], "settings": settings})
         assert answer.status_code == 201, answer.text
     await wait_until_resolves(system, host)
     return Org(slug, host)

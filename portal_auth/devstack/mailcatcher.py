@@ -76,14 +76,14 @@ def _accept_any_login(
     return AuthResult(success=True)
 
 
-async def _start_smtp(directory: Path, port: int) -> asyncio.Server:
+async def _start_smtp(directory: Path, host: str, port: int) -> asyncio.Server:
     handler = StoringHandler(directory)
 
     def factory() -> SMTP:
         return SMTP(handler, hostname="mailcatcher.local", enable_SMTPUTF8=True,
                     authenticator=_accept_any_login, auth_require_tls=False)
 
-    return await asyncio.get_running_loop().create_server(factory, _HOST, port)
+    return await asyncio.get_running_loop().create_server(factory, host, port)
 
 
 # --- Web inbox ------------------------------------------------------------------------------
@@ -173,15 +173,15 @@ async def _serve_http(directory: Path, reader: asyncio.StreamReader, writer: asy
 # --- Process --------------------------------------------------------------------------------
 
 
-async def _run(directory: Path, smtp_port: int, web_port: int) -> None:
+async def _run(directory: Path, host: str, smtp_port: int, web_port: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, before serving)
-    smtp = await _start_smtp(directory, smtp_port)
-    web = await asyncio.start_server(lambda r, w: _serve_http(directory, r, w), _HOST, web_port)
+    smtp = await _start_smtp(directory, host, smtp_port)
+    web = await asyncio.start_server(lambda r, w: _serve_http(directory, r, w), host, web_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    print(f"mail catcher: SMTP on {_HOST}:{smtp_port}, inbox http://{_HOST}:{web_port}/, files in {directory}",
+    print(f"mail catcher: SMTP on {host}:{smtp_port}, inbox http://{host}:{web_port}/, files in {directory}",
           flush=True)
     await stopping.wait()
     smtp.close()
@@ -191,10 +191,11 @@ async def _run(directory: Path, smtp_port: int, web_port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True, help="where messages are stored")
+    parser.add_argument("--host", default=_HOST, help="the address to listen on (a container's: 0.0.0.0)")
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--web-port", type=int, default=8025)
     args = parser.parse_args(argv)
-    asyncio.run(_run(args.dir, args.smtp_port, args.web_port))
+    asyncio.run(_run(args.dir, args.host, args.smtp_port, args.web_port))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 import bcrypt
 from email_validator import EmailNotValidError, validate_email
@@ -97,6 +98,30 @@ def verify_password(password: str, hashed: str) -> bool:
 
 def hash_rounds(hashed: str) -> int:
     return int(hashed.split("$")[2])
+
+
+def parse_address(text: str | None) -> IPv4Address | IPv6Address | None:
+    """An address as proxies write it ("203.0.113.9", "203.0.113.9:4711", "[2001:db8::1]:443"),
+    or None for anything else: a forwarded hop is believed only when it is an address."""
+    text = (text or "").strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
+
+
+def source_key(address: IPv4Address | IPv6Address) -> str:
+    """What counts as one source: an IPv4 address, or an IPv6 address's /64, the block one
+    subscriber gets (else one person would have 2^64 sources to spread attempts over)."""
+    if isinstance(address, IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,11 @@ from services.identity.memory import LiveCopies
 from services.identity.repository import IdentityRepository
 from shared import events
 from shared.messaging import Outbox
-from shared.secrets import MailTokenCipher, new_token, token_hash
+from shared.secrets import MailTokenCipher, TokenBinding, new_token, token_hash
 from shared.tenancy import TenantSettings
 
-CONFIRM, RESET, UNLOCK = "confirm", "reset", "unlock"
+# The purposes tokens are issued and sealed for: the mailer checks them against the event.
+CONFIRM, RESET, UNLOCK = events.UserRegistered.PURPOSE, events.ResetRequested.PURPOSE, events.UnlockRequested.PURPOSE
 UNLOCK_TTL = timedelta(minutes=30)
 FIND_PORTAL_INTERVAL = timedelta(minutes=15)
 T = TypeVar("T")
@@ -136,7 +137,7 @@ async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, p
         if existing is not None:
             await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
         return
-    sealed, expires_at = await _issue(repo, deps, org, user_id, CONFIRM)  # the first link: never over the limit
+    sealed, expires_at = await _issue(repo, deps, org, user_id, address, CONFIRM)  # the first link: never over the limit
     await deps.outbox.add(conn, events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
                                                       expires_at=expires_at, display_name=display_name), tenant=org.slug)
 
@@ -146,7 +147,7 @@ async def resend_confirmation(conn: AsyncConnection, deps: Deps, org: Org, *, em
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
     if user is None or user.confirmed_at is not None or not await _may_issue(repo, deps, org, user.id, CONFIRM):
         return
-    sealed, expires_at = await _issue(repo, deps, org, user.id, CONFIRM)
+    sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, CONFIRM)
     await deps.outbox.add(conn, events.ConfirmationRequested(email=user.email, user_id=user.id, host=org.host,
                                                              token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
@@ -304,7 +305,7 @@ async def forgot_password(conn: AsyncConnection, deps: Deps, org: Org, *, email:
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
     if user is None or not await _may_issue(repo, deps, org, user.id, RESET):
         return
-    sealed, expires_at = await _issue(repo, deps, org, user.id, RESET)
+    sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, RESET)
     await deps.outbox.add(conn, events.ResetRequested(email=user.email, user_id=user.id, host=org.host,
                                                       token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
@@ -333,7 +334,7 @@ async def request_unlock(conn: AsyncConnection, deps: Deps, org: Org, *, email: 
     if user is None or not await repo.locked(tenant=org.slug, email=user.email, now=deps.clock()) \
             or not await _may_issue(repo, deps, org, user.id, UNLOCK):
         return
-    sealed, expires_at = await _issue(repo, deps, org, user.id, UNLOCK)
+    sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, UNLOCK)
     await deps.outbox.add(conn, events.UnlockRequested(email=user.email, user_id=user.id, host=org.host,
                                                        token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
@@ -405,12 +406,13 @@ async def _may_issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uu
     return await repo.tokens_issued(tenant=org.slug, user_id=user_id, purpose=purpose, since=since) < domain.LINKS_PER_WINDOW
 
 
-async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, purpose: str) -> tuple[str, datetime]:
+async def _issue(repo: IdentityRepository, deps: Deps, org: Org, user_id: uuid.UUID, email: str,
+                 purpose: str) -> tuple[str, datetime]:
     token, now = new_token(), deps.clock()
     expires_at = now + _ttl(org, purpose)
     await repo.issue_token(tenant=org.slug, user_id=user_id, purpose=purpose, token_hash=token_hash(token),
                            expires_at=expires_at, now=now)
-    return deps.cipher.encrypt(token), expires_at
+    return deps.cipher.seal(token, TokenBinding(tenant=org.slug, email=email, purpose=purpose, expires_at=expires_at)), expires_at
 
 
 def _ttl(org: Org, purpose: str) -> timedelta:

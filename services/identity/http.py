@@ -6,7 +6,8 @@ request, running a use case, the session cookie, security headers), and the JSON
 
 
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -16,11 +17,12 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import BaseModel, Field
 
-from services.identity import handlers
+from services.identity import domain, handlers
 from services.identity.domain import Refused
 from services.identity.handlers import Deps, Org, SignedIn
 from services.identity.repository import IdentityRepository
 from services.identity.settings import IdentitySettings
+from services.identity.throttle import SourceLimits
 from shared.db import transaction
 from shared.http import PROBLEM_JSON, Metric, Problem, problem_response
 from shared.http import metrics_router as shared_metrics_router
@@ -79,14 +81,25 @@ def bare_host(value: str) -> str:
 
 
 def client_address(request: Request, settings: IdentitySettings) -> str:
-    """The address the attempt came from: the nearest X-Forwarded-For hop that is not a trusted proxy."""
-    address = _peer(request) or "unknown"
-    if settings.is_trusted_proxy(address):
-        for hop in reversed([h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]):
-            address = hop
-            if not settings.is_trusted_proxy(hop):
-                break
-    return address
+    """The source the attempt came from (see domain.source_key): the rightmost X-Forwarded-For
+    hop that is not a trusted proxy, when the peer is one. Hops are read from the right, each as
+    an address; reading stops at the first that is not one, since everything left of it was
+    written by someone no trusted proxy vouches for. When every hop read is trusted, the
+    rightmost stands: it is what the nearest proxy saw, and no client can choose it."""
+    peer = domain.parse_address(_peer(request))
+    if peer is None:
+        return "unknown"
+    if not settings.is_trusted_proxy(str(peer)):
+        return domain.source_key(peer)
+    hops = []
+    for text in reversed(",".join(request.headers.getlist("x-forwarded-for")).split(",")):
+        hop = domain.parse_address(text)
+        if hop is None:
+            break
+        if not settings.is_trusted_proxy(str(hop)):
+            return domain.source_key(hop)
+        hops.append(hop)
+    return domain.source_key(hops[0] if hops else peer)
 
 
 def _peer(request: Request) -> str | None:
@@ -110,6 +123,15 @@ class Portal:
     runtime: Runtime
     settings: IdentitySettings
     deps: Deps
+    limits: SourceLimits = field(default_factory=SourceLimits)
+
+    @cached_property
+    def per_source_limit(self) -> Any:
+        """The dependency every unauthenticated POST carries (``dependencies=[portal.per_source_limit]``):
+        beyond the organization's ``limits.requests_per_source_per_minute``, 429 too_many_requests."""
+        async def limit(request: Request, org: Annotated[Org, Depends(self.organization)]) -> None:
+            self.limits.request(org, self.source(request))
+        return Depends(limit)
 
     async def organization(self, request: Request) -> Org:
         """From the replica's memory of tenant.events; the table answers while it catches up, and
@@ -139,9 +161,21 @@ class Portal:
         """A lock known in memory, or an attempt in flight, is refused before the transaction."""
         source = self.source(request)
         with handlers.admitted(self.deps, org, email=email, source=source):
-            signed_in: SignedIn = await self.run(handlers.login, org, email=email, password=password, remember=remember,
-                                                 source=source)
+            signed_in: SignedIn = await self.attempt(handlers.login, org, source, email=email, password=password,
+                                                     remember=remember)
         return signed_in
+
+    async def attempt(self, use_case: Callable[..., Awaitable[Any]], org: Org, source: str, **kwargs: Any) -> Any:
+        """A use case that checks a password (login, confirm), run with the request's source: a
+        source whose failures across the organization's accounts reached the bound is refused
+        before any work, and each wrong password counts toward it."""
+        self.limits.check_failures(org, source)
+        try:
+            return await self.run(use_case, org, source=source, **kwargs)
+        except Refused as refused:
+            if refused.code == "invalid_credentials":
+                self.limits.failed(org, source)
+            raise
 
     def source(self, request: Request) -> str:
         return client_address(request, self.settings)
@@ -195,23 +229,24 @@ def unsupported_media_type() -> JSONResponse:
 def routes(portal: Portal) -> APIRouter:
     router = APIRouter(prefix="/auth", route_class=JsonRoute)
     Organization = Annotated[Org, Depends(portal.organization)]
+    limited = [portal.per_source_limit]
 
-    @router.post("/register", status_code=202)
+    @router.post("/register", status_code=202, dependencies=limited)
     async def register(body: Registration, org: Organization) -> dict[str, str]:
         await portal.run(handlers.register, org, email=body.email, password=body.password, display_name=body.display_name)
         return {"status": "confirmation_sent"}
 
-    @router.post("/confirmation/resend", status_code=202)
+    @router.post("/confirmation/resend", status_code=202, dependencies=limited)
     async def resend(body: EmailOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.resend_confirmation, org, email=body.email)
         return {"status": "confirmation_sent"}
 
-    @router.post("/confirm")
+    @router.post("/confirm", dependencies=limited)
     async def confirm(body: TokenAndPassword, org: Organization, request: Request) -> dict[str, str]:
-        await portal.run(handlers.confirm, org, token=body.token, password=body.password, source=portal.source(request))
+        await portal.attempt(handlers.confirm, org, portal.source(request), token=body.token, password=body.password)
         return {"status": "confirmed"}
 
-    @router.post("/login")
+    @router.post("/login", dependencies=limited)
     async def login(body: Login, org: Organization, request: Request, response: Response) -> dict[str, Any]:
         signed_in = await portal.login(org, request, email=body.email, password=body.password, remember=body.remember_me)
         portal.sign_in(response, signed_in)
@@ -231,12 +266,12 @@ def routes(portal: Portal) -> APIRouter:
         await portal.run(handlers.logout_all, org, cookie_value=portal.session_cookie(request))
         portal.sign_out(response)
 
-    @router.post("/password/forgot", status_code=202)
+    @router.post("/password/forgot", status_code=202, dependencies=limited)
     async def forgot(body: EmailOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.forgot_password, org, email=body.email)
         return {"status": "reset_sent"}
 
-    @router.post("/password/reset")
+    @router.post("/password/reset", dependencies=limited)
     async def reset(body: TokenAndPassword, org: Organization) -> dict[str, str]:
         await portal.run(handlers.reset_password, org, token=body.token, password=body.password)
         return {"status": "password_changed"}

@@ -189,6 +189,7 @@ def router(portal: Portal) -> APIRouter:
     view = View(portal.settings)
     pages = APIRouter(route_class=page_route(view), dependencies=[Depends(view.check_form)], include_in_schema=False)
     Organization = Annotated[Org, Depends(portal.organization)]
+    limited = [portal.per_source_limit]
     stylesheet = (TEMPLATES / "portal.css").read_text()
 
     def refusals_shown_on(template: str) -> Callable[..., Any]:
@@ -235,7 +236,7 @@ def router(portal: Portal) -> APIRouter:
     async def login_page(request: Request, org: Organization, notice: str = "") -> HTMLResponse:
         return view.page(request, "login.html", org, form=LoginForm(), notice=NOTICES.get(notice))
 
-    @pages.post("/login")
+    @pages.post("/login", dependencies=limited)
     @refusals_shown_on("login.html")
     async def login(request: Request, org: Organization, form: Annotated[LoginForm, Form()]) -> Response:
         signed_in = await portal.login(org, request, email=form.email, password=form.password, remember=form.remember_me)
@@ -264,7 +265,7 @@ def router(portal: Portal) -> APIRouter:
     async def register_page(request: Request, org: Organization) -> HTMLResponse:
         return view.page(request, "register.html", org, form=RegisterForm())
 
-    @pages.post("/register")
+    @pages.post("/register", dependencies=limited)
     @refusals_shown_on("register.html")
     async def register(request: Request, org: Organization, form: Annotated[RegisterForm, Form()]) -> Response:
         await portal.run(handlers.register, org, email=form.email, password=form.password,
@@ -275,7 +276,7 @@ def router(portal: Portal) -> APIRouter:
     async def resend_page(request: Request, org: Organization) -> HTMLResponse:
         return view.page(request, "resend.html", org, form=EmailForm())
 
-    @pages.post("/resend-confirmation")
+    @pages.post("/resend-confirmation", dependencies=limited)
     @refusals_shown_on("resend.html")
     async def resend(request: Request, org: Organization, form: Annotated[EmailForm, Form()]) -> Response:
         await portal.run(handlers.resend_confirmation, org, email=form.email)
@@ -287,17 +288,17 @@ def router(portal: Portal) -> APIRouter:
         await portal.run(handlers.check_link, org, token=form.token, purpose=handlers.CONFIRM)
         return view.page(request, "confirm.html", org, form=form)
 
-    @pages.post("/confirm")
+    @pages.post("/confirm", dependencies=limited)
     @refusals_shown_on("confirm.html")
     async def confirm(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
-        await portal.run(handlers.confirm, org, token=form.token, password=form.password, source=portal.source(request))
+        await portal.attempt(handlers.confirm, org, portal.source(request), token=form.token, password=form.password)
         return redirect("/login?notice=confirmed")
 
     @pages.get("/forgot-password")
     async def forgot_page(request: Request, org: Organization) -> HTMLResponse:
         return view.page(request, "forgot.html", org, form=EmailForm())
 
-    @pages.post("/forgot-password")
+    @pages.post("/forgot-password", dependencies=limited)
     @refusals_shown_on("forgot.html")
     async def forgot(request: Request, org: Organization, form: Annotated[EmailForm, Form()]) -> Response:
         await portal.run(handlers.forgot_password, org, email=form.email)
@@ -309,7 +310,7 @@ def router(portal: Portal) -> APIRouter:
         await portal.run(handlers.check_link, org, token=form.token, purpose=handlers.RESET)
         return view.page(request, "reset.html", org, form=form)
 
-    @pages.post("/reset-password")
+    @pages.post("/reset-password", dependencies=limited)
     @refusals_shown_on("reset.html")
     async def reset(request: Request, org: Organization, form: Annotated[TokenPasswordForm, Form()]) -> Response:
         await portal.run(handlers.reset_password, org, token=form.token, password=form.password)

@@ -3,12 +3,15 @@ from __future__ import annotations
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
-from shared.settings import ServiceSettings
+from shared.settings import MailTokenSettings
 
 
-class IdentitySettings(ServiceSettings):
+MIN_PRODUCTION_ROUNDS = 10  # below, a stolen hash falls to a guesser too fast; tests may use 4 locally
+
+
+class IdentitySettings(MailTokenSettings):
     # Below the contract's 2 seconds: a database that does not answer costs one connect attempt,
     # then the person sees 503 service_unavailable.
     db_timeout_seconds: float = 1.5
@@ -29,6 +32,13 @@ class IdentitySettings(ServiceSettings):
         if not 4 <= value <= 16:
             raise ValueError("BCRYPT_ROUNDS must be between 4 and 16")
         return value
+
+    @model_validator(mode="after")
+    def _production_grade(self) -> IdentitySettings:
+        self.refuse_outside_local(None if self.cookie_secure else "COOKIE_SECURE=false sends the session cookie over plain HTTP")
+        self.refuse_outside_local(f"BCRYPT_ROUNDS must be at least {MIN_PRODUCTION_ROUNDS}"
+                                  if self.bcrypt_rounds < MIN_PRODUCTION_ROUNDS else None)
+        return self
 
     @property
     def cookie_name(self) -> str:

@@ -88,7 +88,7 @@ async def password_changed(repo: LockoutRepository, announce: Announce, *, tenan
         await announce(events.AccountUnlocked(email=email, source=EVERY_SOURCE, reason="password_changed"), tenant=tenant)
 
 
-async def unlock(repo: LockoutRepository, announce: Announce, *, tenant: str, email: str) -> None:
+async def unlock(repo: LockoutRepository, announce: Announce, *, tenant: str, email: str, actor: events.Actor) -> None:
     """An operator lifts every lock and clears every count. The unlock is announced even when
     nothing was locked: it is the operator's decision on the record, and a rebuild replays it at
     the announced event's own time, so both lift exactly the same.
@@ -98,7 +98,8 @@ async def unlock(repo: LockoutRepository, announce: Announce, *, tenant: str, em
     lifts it, and identity (which gets them in id order) would apply Unlocked, then Locked."""
     await _policy(repo, tenant, known=True)
     await repo.serialize(tenant=tenant, email=email)
-    envelope = await announce(events.AccountUnlocked(email=email, source=EVERY_SOURCE, reason="admin"), tenant=tenant)
+    envelope = await announce(events.AccountUnlocked(email=email, source=EVERY_SOURCE, reason="admin", actor=actor),
+                              tenant=tenant)
     await lift(repo, tenant=tenant, email=email, at=envelope.occurred_at if envelope else utcnow(), reason="admin")
 
 

@@ -14,7 +14,8 @@ from services.lockout import handlers
 from services.lockout.domain import Standing
 from services.lockout.repository import LockoutRepository
 from shared.db import transaction
-from shared.http import Problem, admin_guard, problem_response
+from shared.events import Actor
+from shared.http import Problem, admin_actor, admin_guard, problem_response
 from shared.runtime import Runtime
 
 
@@ -38,12 +39,13 @@ def routes(runtime: Runtime, *, clock: Callable[[], datetime] = handlers.utcnow)
         return public(standing)
 
     @router.delete("/{slug}/{email}", status_code=204)
-    async def unlock(slug: str, email: str) -> Response:
+    async def unlock(slug: str, email: str, actor: Actor = Depends(admin_actor)) -> Response:  # noqa: B008
         async with transaction(runtime.engine) as conn:
-            await handlers.unlock(LockoutRepository(conn), handlers.announcer(conn, runtime.outbox),
-                                  tenant=slug, email=_address(email))
+            await handlers.unlock(LockoutRepository(conn), handlers.announcer(conn, runtime.outbox,
+                                                                              correlation_id=actor.request_id),
+                                  tenant=slug, email=_address(email), actor=actor)
         runtime.relay.wake()
-        return Response(status_code=204)
+        return Response(status_code=204, headers={"X-Request-ID": actor.request_id})
 
     return router
 

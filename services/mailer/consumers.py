@@ -6,7 +6,7 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.mailer import handlers
+from services.mailer import domain, handlers
 from services.mailer.domain import Kind
 from services.mailer.handlers import Deps
 from services.mailer.repository import MailerRepository
@@ -27,8 +27,12 @@ TOPICS = (events.IDENTITY_TOPIC, events.TENANT_TOPIC)
 
 
 async def email_requested(conn: AsyncConnection, envelope: Envelope, event: events.AccountEvent, *, deps: Deps) -> None:
+    context = event.model_dump(mode="json", exclude={"email"})
+    purpose = getattr(type(event), "PURPOSE", None)
+    if purpose is not None:  # what the event's token must have been sealed for
+        context[domain.TOKEN_PURPOSE] = purpose
     await handlers.request_email(conn, deps, tenant=envelope.tenant, kind=KINDS[type(event)], to=event.email,
-                                 event_id=envelope.event_id, context=event.model_dump(mode="json", exclude={"email"}))
+                                 event_id=envelope.event_id, context=context)
 
 
 async def tenant_created(conn: AsyncConnection, envelope: Envelope, event: events.TenantCreated) -> None:

@@ -32,6 +32,8 @@ class Status(StrEnum):
 # them count toward one limit per address, so the forms cannot be used to flood a mailbox.
 THROTTLE_WINDOW = timedelta(hours=1)
 SECRET_CONTEXT = ("token_encrypted",)
+# The purpose the event asked a link for: its sealed token must have been sealed for it.
+TOKEN_PURPOSE = "token_purpose"
 MAX_HEADER_CHARS = 200
 MAX_ERROR_CHARS = 500
 

@@ -19,7 +19,7 @@ from services.mailer.domain import DeliveryFailure, Email, Kind, Organization, R
 from services.mailer.repository import MailerRepository
 from shared import events
 from shared.messaging import Outbox
-from shared.secrets import MailTokenCipher
+from shared.secrets import MailTokenCipher, TokenBinding, TokenMismatch
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +107,23 @@ def compose(deps: Deps, job: Job) -> Email:
     if domain.link_expired(context, now=deps.clock()):
         raise Undeliverable("the link expired before it could be sent")
     host = org.portal_host(str(context.get("host", "")))
-    links = domain.links(kind, template=deps.portal_url_template, host=host, token=_opened(deps, context))
+    links = domain.links(kind, template=deps.portal_url_template, host=host, token=_opened(deps, row, context))
     rendered = deps.renderer.render(kind, domain.template_values(kind, org=org, context=context, links=links))
     return domain.compose(to=row.to_address, org=org, rendered=rendered, mail_from=deps.mail_from, key=row.dedup_key)
 
 
-def _opened(deps: Deps, context: dict[str, Any]) -> str | None:
+def _opened(deps: Deps, row: Any, context: dict[str, Any]) -> str | None:
+    """The token, opened only for the event it was sealed with: a token copied into a forged
+    event (another address, organization, purpose or expiry) sends nothing."""
     sealed = context.get("token_encrypted")
     if sealed is None:
         return None
     try:
-        return deps.cipher.decrypt(sealed)
+        binding = TokenBinding(tenant=row.tenant, email=row.to_address, purpose=str(context.get(domain.TOKEN_PURPOSE)),
+                               expires_at=datetime.fromisoformat(str(context.get("expires_at"))))
+        return deps.cipher.open(sealed, binding)
+    except TokenMismatch:
+        raise Undeliverable("the link's token was sealed for another event") from None
     except ValueError:
         raise Undeliverable("the link's token was not sealed with this mailer's MAIL_TOKEN_KEY") from None
 

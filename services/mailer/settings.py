@@ -4,10 +4,10 @@ from email.headerregistry import Address
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from shared.settings import ServiceSettings
+from shared.settings import MailTokenSettings
 
 
-class MailerSettings(ServiceSettings):
+class MailerSettings(MailTokenSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_username: str | None = None
@@ -48,6 +48,12 @@ class MailerSettings(ServiceSettings):
         if value < 1:
             raise ValueError("must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _links_over_https(self) -> MailerSettings:
+        self.refuse_outside_local(None if self.portal_url_template.startswith("https://")
+                                  else "PORTAL_URL_TEMPLATE must start with https:// (links carry tokens)")
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_send(self) -> MailerSettings:

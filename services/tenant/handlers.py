@@ -17,7 +17,7 @@ from services.tenant.domain import (
     without_port,
 )
 from services.tenant.repository import TenantRepository
-from shared.events import DomainAdded, DomainRemoved, TenantCreated, TenantUpdated
+from shared.events import Actor, DomainAdded, DomainRemoved, TenantCreated, TenantUpdated
 from shared.messaging import Outbox
 
 
@@ -26,43 +26,45 @@ class NotFound(Exception):
 
 
 async def create_tenant(conn: AsyncConnection, outbox: Outbox, *, slug: str, name: str,
-                        domains: list[str], settings: dict[str, Any] | None) -> dict[str, Any]:
+                        domains: list[str], settings: dict[str, Any] | None, actor: Actor) -> dict[str, Any]:
     slug, hosts, clean = check_all(lambda: check_slug(slug), lambda: normalize_hosts(domains),
                                    lambda: check_settings(settings or {}))
     repo = TenantRepository(conn)
     await repo.add(slug=slug, name=name, settings=clean)
     for host in hosts:
         await repo.add_domain(slug=slug, host=host)
-    await outbox.add(conn, TenantCreated(slug=slug, name=name, domains=hosts, settings=clean), tenant=slug)
+    await outbox.add(conn, TenantCreated(slug=slug, name=name, domains=hosts, settings=clean, actor=actor), tenant=slug,
+                     correlation_id=actor.request_id)
     return await _found(repo, slug)
 
 
 async def update_tenant(conn: AsyncConnection, outbox: Outbox, *, slug: str, name: str | None,
-                        settings: dict[str, Any] | None) -> dict[str, Any]:
+                        settings: dict[str, Any] | None, actor: Actor) -> dict[str, Any]:
     repo = TenantRepository(conn)
     current = await _found(repo, slug, for_update=True)
     new_name, clean = name or current["name"], check_settings(merge_settings(current["settings"], settings or {}))
     if (new_name, clean) == (current["name"], current["settings"]):
         return current  # nothing changed: no event for the copies to apply
     await repo.update(slug, name=new_name, settings=clean)
-    await outbox.add(conn, TenantUpdated(slug=slug, name=new_name, settings=clean), tenant=slug)
+    await outbox.add(conn, TenantUpdated(slug=slug, name=new_name, settings=clean, actor=actor), tenant=slug,
+                     correlation_id=actor.request_id)
     return await _found(repo, slug)
 
 
-async def add_domain(conn: AsyncConnection, outbox: Outbox, *, slug: str, host: str) -> dict[str, Any]:
+async def add_domain(conn: AsyncConnection, outbox: Outbox, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
     repo, host = TenantRepository(conn), normalize_host(host, field="host")
     await _found(repo, slug, for_update=True)
     if await repo.add_domain(slug=slug, host=host):
-        await outbox.add(conn, DomainAdded(slug=slug, host=host), tenant=slug)
+        await outbox.add(conn, DomainAdded(slug=slug, host=host, actor=actor), tenant=slug, correlation_id=actor.request_id)
     return await _found(repo, slug)
 
 
-async def remove_domain(conn: AsyncConnection, outbox: Outbox, *, slug: str, host: str) -> dict[str, Any]:
+async def remove_domain(conn: AsyncConnection, outbox: Outbox, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
     repo, host = TenantRepository(conn), normalize_host(host, field="host")
     await _found(repo, slug, for_update=True)
     if not await repo.remove_domain(slug=slug, host=host):
         raise NotFound(f"{host} is not a domain of {slug}")
-    await outbox.add(conn, DomainRemoved(slug=slug, host=host), tenant=slug)
+    await outbox.add(conn, DomainRemoved(slug=slug, host=host, actor=actor), tenant=slug, correlation_id=actor.request_id)
     return await _found(repo, slug)
 
 

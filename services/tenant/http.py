@@ -6,14 +6,15 @@
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.tenant import handlers
 from services.tenant.domain import InvalidInput, Taken
 from shared.db import transaction
-from shared.http import Problem, admin_guard, problem_response
+from shared.events import Actor
+from shared.http import Problem, admin_actor, admin_guard, problem_response
 from shared.runtime import Runtime
 from shared.text import PlainText
 
@@ -51,14 +52,17 @@ def routes(runtime: Runtime) -> APIRouter:
         async with transaction(engine) as conn:
             return await handler(conn, **kwargs)
 
+    By = Annotated[Actor, Depends(admin_actor)]
+
     async def change(handler: Callable[..., Awaitable[dict[str, Any]]], **kwargs: Any) -> dict[str, Any]:
         tenant = await read(handler, outbox=outbox, **kwargs)
         runtime.relay.wake()  # the copies in the other services learn of it now, not at the next poll
         return public(tenant)
 
     @router.post("/admin/tenants", status_code=201)
-    async def create(body: TenantIn) -> dict[str, Any]:
-        return await change(handlers.create_tenant, **body.model_dump())
+    async def create(body: TenantIn, actor: By, response: Response) -> dict[str, Any]:
+        response.headers["X-Request-ID"] = actor.request_id
+        return await change(handlers.create_tenant, actor=actor, **body.model_dump())
 
     @router.get("/admin/tenants")
     async def list_all() -> dict[str, Any]:
@@ -69,16 +73,19 @@ def routes(runtime: Runtime) -> APIRouter:
         return public(await read(handlers.show_tenant, slug=slug))
 
     @router.patch("/admin/tenants/{slug}")
-    async def update(slug: str, body: TenantPatch) -> dict[str, Any]:
-        return await change(handlers.update_tenant, slug=slug, **body.model_dump())
+    async def update(slug: str, body: TenantPatch, actor: By, response: Response) -> dict[str, Any]:
+        response.headers["X-Request-ID"] = actor.request_id
+        return await change(handlers.update_tenant, slug=slug, actor=actor, **body.model_dump())
 
     @router.put("/admin/tenants/{slug}/domains/{host}")
-    async def add_domain(slug: str, host: str) -> dict[str, Any]:
-        return await change(handlers.add_domain, slug=slug, host=host)
+    async def add_domain(slug: str, host: str, actor: By, response: Response) -> dict[str, Any]:
+        response.headers["X-Request-ID"] = actor.request_id
+        return await change(handlers.add_domain, slug=slug, host=host, actor=actor)
 
     @router.delete("/admin/tenants/{slug}/domains/{host}")
-    async def remove_domain(slug: str, host: str) -> dict[str, Any]:
-        return await change(handlers.remove_domain, slug=slug, host=host)
+    async def remove_domain(slug: str, host: str, actor: By, response: Response) -> dict[str, Any]:
+        response.headers["X-Request-ID"] = actor.request_id
+        return await change(handlers.remove_domain, slug=slug, host=host, actor=actor)
 
     @router.get("/resolve")
     async def resolve(host: str) -> dict[str, Any]:

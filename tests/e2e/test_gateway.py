@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from portal_auth.devstack import free_port
+from portal_auth.gateway import start_gateway
 from portal_auth.system import System
 from tests.conftest import create_org, mail_to, token_in
 
@@ -60,6 +63,23 @@ async def _gateway_log_once_it_has(system: System, text: str, timeout: float = 1
             assert text in logs, f"{text} never reached the gateway's log"
             return logs
         await asyncio.sleep(0.05)
+
+
+async def test_gateway_bounds_the_posts_of_one_address_before_identity(system: System, workdir: Path) -> None:
+    """A coarse first line: beyond the gateway's rate and burst a POST is 429 in the contract's
+    words without reaching identity (the organization's own limit here is far higher)."""
+    org = await create_org(system)
+    process = start_gateway(workdir / "strict-gateway", port=(port := free_port()),
+                            identity_port=system.processes["identity"].port, post_rate="1r/m", post_burst=2)
+    assert process is not None
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Host": org.host}) as browser:
+            answers = [await browser.post("/auth/password/forgot", json={"email": "someone@example.com"}) for _ in range(5)]
+            assert [a.status_code for a in answers] == [202, 202, 202, 429, 429]
+            assert answers[-1].json()["code"] == "too_many_requests" and answers[-1].headers["retry-after"] == "1"
+            assert (await browser.get("/login")).status_code == 200  # pages are read freely
+    finally:
+        process.stop()
 
 
 async def test_identity_down_behind_the_gateway_gets_its_own_503_page_and_problem(system: System) -> None:

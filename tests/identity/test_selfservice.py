@@ -94,7 +94,7 @@ async def test_unlock_link_lifts_every_lock_once_and_lockout_records_it(
     unlocked = [json.loads(r.value) for r in await records_on(system.infra.kafka_bootstrap, ["lockout.events"])
                 if r.key == f"{org.slug}:{account.email}".encode()]
     assert [(e["type"], e["version"], e["data"]["reason"]) for e in unlocked if e["type"] == "AccountUnlocked"] \
-        == [("AccountUnlocked", 2, "email_link")]
+        == [("AccountUnlocked", 3, "email_link")]
     stored = {"topics": "\n".join(r.value.decode(errors="replace") for r in await records_on(system.infra.kafka_bootstrap)),
               "tables": await every_row(system.infra.database_url),
               "logs": "\n".join(p.read_text(errors="replace") for p in (system.workdir / "logs").glob("*.log"))}

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from portal_auth.system import Infrastructure
 from services.lockout import handlers
 from services.lockout.repository import LIVE, LockoutRepository, Tables
+from shared import events
 from shared.db import make_engine
 from shared.messaging import Outbox, outbox_table
 
@@ -47,7 +48,8 @@ async def failure(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None
 
 
 async def operator_unlock(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
-    await handlers.unlock(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT, email=EMAIL)
+    await handlers.unlock(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT, email=EMAIL,
+                          actor=events.Actor(address="192.0.2.1", request_id="test"))
 
 
 async def password_changed(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:

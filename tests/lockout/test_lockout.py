@@ -184,8 +184,12 @@ async def test_operator_unlock_lifts_the_lock(system: System) -> None:
     async with httpx.AsyncClient(base_url=system.url("lockout")) as anonymous:
         assert (await anonymous.delete(f"/admin/lockouts/{org.slug}/{email}")).status_code == 401
     async with lockout_admin(system) as admin:
-        unlocked = await admin.delete(f"/admin/lockouts/{org.slug}/{email.upper()}")  # normalized like identity does
-    assert unlocked.status_code == 204
+        unlocked = await admin.delete(f"/admin/lockouts/{org.slug}/{email.upper()}",  # normalized like identity does
+                                      headers={"X-Request-ID": "ticket-99"})
+    assert unlocked.status_code == 204 and unlocked.headers["x-request-id"] == "ticket-99"
+    [by_operator] = await eventually(lambda: lockout_events(system, org, "AccountUnlocked"), what="the unlock announced")
+    assert (by_operator.version, by_operator.correlation_id) == (3, "ticket-99")
+    assert by_operator.data["actor"] == {"address": "127.0.0.1", "request_id": "ticket-99", "name": None}
 
     assert (await standing(system, org, email)) | {"locked_until": None} == {
         "locked": False, "locked_until": None, "failures_in_window": 0, "locked_sources": [], "every_source_locked": False}

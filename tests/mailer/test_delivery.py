@@ -86,7 +86,7 @@ async def test_line_breaks_in_the_organization_name_add_no_header_and_no_recipie
     bypassed tenant's checks (an older producer, a hand-published or replayed event)."""
     org = await create_org(system, name="Umbrella")
     evil = TenantUpdated(slug=org.slug, name="Evil\r\nBcc: victim@evil.test\r\nX-Injected: yes",
-                         settings=TenantSettings().model_dump(mode="json"))
+                         settings=TenantSettings().model_dump(mode="json"), actor=None)
     await publish(system.infra.kafka_bootstrap, evil, tenant=org.slug)
 
     async def renamed_email() -> EmailMessage | None:

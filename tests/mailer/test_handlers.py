@@ -16,15 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.mailer import handlers
 from services.mailer import sender as sender_module
-from services.mailer.domain import DeliveryFailure, Email, Kind, RetryPolicy, Status
+from services.mailer.domain import TOKEN_PURPOSE, DeliveryFailure, Email, Kind, RetryPolicy, Status
 from services.mailer.handlers import Deps, Job
 from services.mailer.rendering import JinjaRenderer
 from services.mailer.repository import MailerRepository
 from services.mailer.sender import Sender
 from services.mailer.tables import emails, metadata
+from shared import events
 from shared.db import transaction
 from shared.messaging import Outbox
-from shared.secrets import MailTokenCipher, new_mail_token_key
+from shared.secrets import MailTokenCipher, TokenBinding, new_mail_token_key
 from tests.mailer.conftest import DatabaseSwitch
 
 KEY = new_mail_token_key()
@@ -75,9 +76,21 @@ async def world(mailer_engine: AsyncEngine) -> World:
     return World(mailer_engine, deps, transport, clock)
 
 
+PURPOSES = {Kind.RESET: events.ResetRequested.PURPOSE, Kind.CONFIRMATION: events.UserRegistered.PURPOSE}
+EXPIRES = "2025-03-01T12:30:00+00:00"
+
+
+def sealed_for(token: str, *, tenant: str = "acme", to: str = "ann@example.test", kind: Kind = Kind.RESET,
+               expires_at: str = EXPIRES) -> str:
+    """The token as identity seals it for an event with these fields."""
+    binding = TokenBinding(tenant=tenant, email=to, purpose=PURPOSES[kind], expires_at=datetime.fromisoformat(expires_at))
+    return CIPHER.seal(token, binding)
+
+
 async def request(world: World, *, to: str = "ann@example.test", kind: Kind = Kind.RESET, event_id: uuid.UUID | None = None,
-                  token: str = "the-token", tenant: str = "acme") -> Status | None:
-    context = {"host": "acme.localhost", "token_encrypted": CIPHER.encrypt(token), "expires_at": "2025-03-01T12:30:00+00:00"}
+                  token: str = "the-token", tenant: str = "acme", sealed: str | None = None) -> Status | None:
+    context = {"host": "acme.localhost", "token_encrypted": sealed or sealed_for(token, tenant=tenant, to=to, kind=kind),
+               "expires_at": EXPIRES, TOKEN_PURPOSE: PURPOSES.get(kind)}
     async with transaction(world.engine) as conn:
         return await handlers.request_email(conn, world.deps, tenant=tenant, kind=kind, to=to,
                                             event_id=event_id or uuid.uuid4(), context=context)
@@ -128,7 +141,7 @@ async def test_sixth_request_within_an_hour_is_throttled_without_its_token(world
     statuses = [await request(world) for _ in range(6)]
     assert statuses == [Status.QUEUED] * 5 + [Status.THROTTLED]
     throttled = (await rows(world))[-1]
-    assert throttled.context == {"host": "acme.localhost", "expires_at": "2025-03-01T12:30:00+00:00"}
+    assert throttled.context == {"host": "acme.localhost", "expires_at": "2025-03-01T12:30:00+00:00", TOKEN_PURPOSE: "reset"}
     assert len(await claim(world)) == 5
 
 
@@ -230,7 +243,9 @@ async def test_email_waits_for_an_organization_the_mailer_does_not_know_yet(worl
 
 async def test_token_sealed_with_another_key_fails_without_retrying(world: World) -> None:
     async with transaction(world.engine) as conn:
-        foreign = MailTokenCipher(new_mail_token_key()).encrypt("x")
+        binding = TokenBinding(tenant="acme", email="ann@example.test", purpose="reset",
+                               expires_at=datetime.fromisoformat(EXPIRES))
+        foreign = MailTokenCipher(new_mail_token_key()).seal("x", binding)
         await handlers.request_email(conn, world.deps, tenant="acme", kind=Kind.RESET, to="ann@example.test",
                                      event_id=uuid.uuid4(), context={"host": "acme.localhost", "token_encrypted": foreign})
     await send_and_record(world, await claim(world))
@@ -349,3 +364,20 @@ async def test_sent_email_still_unrecorded_when_the_lease_ends_is_logged_as_sent
     assert 1.5 < took < 3.0  # tries stopped just before the lease ended (RECORD_MARGIN, 1 s), not after five
     [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert row.dedup_key in error.getMessage() and "WAS SENT" in error.getMessage()
+
+
+@pytest.mark.parametrize("copied_from", [
+    {"to": "victim@example.test"},                      # another person's reset link
+    {"tenant": "globex"},                               # another organization's
+    {"kind": Kind.CONFIRMATION},                        # a confirmation token asked for as a reset
+    {"expires_at": "2025-03-01T12:00:00+00:00"},        # an older expiry than the event claims
+], ids=["other-address", "other-organization", "other-purpose", "other-expiry"])
+async def test_token_copied_into_a_forged_event_sends_nothing(world: World, copied_from: dict[str, Any]) -> None:
+    """A token_encrypted taken from a real event and put in a forged one (the attacker's address,
+    organization, purpose or expiry) does not open: no email, the request fails at once."""
+    await request(world, to="mallory@example.test", sealed=sealed_for("victims-token", **{"to": "mallory@example.test",
+                                                                                          **copied_from}))
+    await send_and_record(world, await claim(world))
+    [row] = await rows(world)
+    assert (row.status, row.attempts, row.last_error, world.transport.sent) == (
+        "failed", 1, "the link's token was sealed for another event", [])

@@ -31,7 +31,7 @@ def test_envelope_carries_every_member_the_contract_lists() -> None:
 
 def test_account_events_are_keyed_by_tenant_and_email_and_tenant_events_by_tenant() -> None:
     assert login_failed().key("acme") == "acme:ann@example.com"
-    assert events.DomainAdded(slug="acme", host="acme.localhost").key("acme") == "acme"
+    assert events.DomainAdded(slug="acme", host="acme.localhost", actor=None).key("acme") == "acme"
 
 
 def test_envelope_round_trips_to_the_typed_event() -> None:

@@ -4,6 +4,7 @@ organization (held by the database under concurrency), lookups."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from portal_auth.system import System
+from tests.conftest import records_on
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +40,8 @@ def fields_named(answer: httpx.Response) -> set[str]:
     ("PUT", "/admin/tenants/no-such-org/domains/x.example.test", None),
     ("GET", "/resolve?host=x.example.test", None),
 ], ids=["list", "create", "malformed", "update", "add-domain", "resolve"])
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic dGVzdA=="], ids=["none", "wrong", "basic"])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic dGVzdA==", "Bearer"],
+                         ids=["none", "wrong", "basic", "bare-bearer"])
 async def test_admin_api_answers_401_without_the_token(system: System, method: str, path: str, body: Any,
                                                        authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization else {}
@@ -57,6 +60,7 @@ async def test_created_organization_gets_the_default_settings(admin: httpx.Async
     assert answer.json()["settings"]["password"] == {"min_length": 12}
     assert answer.json()["settings"]["lockout"] == {"max_failures": 5, "max_failures_account": 20,
                                                     "window_seconds": 900, "lock_seconds": 900}
+    assert answer.json()["settings"]["limits"] == {"requests_per_source_per_minute": 60, "failed_logins_per_source": 30}
     assert (await admin.get(f"/admin/tenants/{tenant['slug']}")).json() == answer.json()
     assert tenant["slug"] in [t["slug"] for t in (await admin.get("/admin/tenants")).json()["tenants"]]
 
@@ -135,6 +139,9 @@ async def test_bad_domain_added_is_422_naming_host(admin: httpx.AsyncClient) -> 
     ({"lockout": {"lock_seconds": 86401}}, "settings.lockout.lock_seconds"),
     ({"tokens": {"reset_ttl_seconds": 0}}, "settings.tokens.reset_ttl_seconds"),
     ({"tokens": {"confirmation_ttl_seconds": 10**9}}, "settings.tokens.confirmation_ttl_seconds"),
+    ({"limits": {"requests_per_source_per_minute": 0}}, "settings.limits.requests_per_source_per_minute"),
+    ({"limits": {"requests_per_source_per_minute": 100_001}}, "settings.limits.requests_per_source_per_minute"),
+    ({"limits": {"failed_logins_per_source": 0}}, "settings.limits.failed_logins_per_source"),
     ({"support_email": "not an address"}, "settings.support_email"),
     ({"display_name": ""}, "settings.display_name"),
 ], ids=lambda value: value if isinstance(value, str) else None)
@@ -227,3 +234,27 @@ async def test_resolve_unknown_host_is_organization_not_found(admin: httpx.Async
     answer = await admin.get("/resolve", params={"host": host})
     assert answer.status_code == 404
     assert (answer.json()["code"], answer.json()["title"]) == ("organization_not_found", "Organization not found")
+
+
+async def test_every_admin_change_names_its_actor_in_its_event(system: System, admin: httpx.AsyncClient) -> None:
+    """Who did what, for the audit: the caller's address and request id on every tenant event."""
+    tenant = new_tenant()
+    created = await admin.post("/admin/tenants", json=tenant, headers={"X-Request-ID": "ticket-4711-create"})
+    assert created.headers["x-request-id"] == "ticket-4711-create"
+    updated = await admin.patch(f"/admin/tenants/{tenant['slug']}", json={"name": "Renamed Inc"})
+    generated = updated.headers["x-request-id"]  # none sent: one is made, and answered
+    added = await admin.put(f"/admin/tenants/{tenant['slug']}/domains/more-{tenant['slug']}.localhost",
+                            headers={"X-Request-ID": "ticket-4711-domain"})
+    assert added.status_code == 200
+
+    for _ in range(100):  # the outbox relay sends them just after each commit
+        records = await records_on(system.infra.kafka_bootstrap, ["tenant.events"])
+        mine = [json.loads(r.value) for r in records if r.key == tenant["slug"].encode()]
+        if len(mine) >= 3:
+            break
+        await asyncio.sleep(0.2)
+    assert [(e["type"], e["version"], e["data"]["actor"], e["correlation_id"]) for e in mine] == [
+        ("TenantCreated", 2, {"address": "127.0.0.1", "request_id": "ticket-4711-create", "name": None}, "ticket-4711-create"),
+        ("TenantUpdated", 2, {"address": "127.0.0.1", "request_id": generated, "name": None}, generated),
+        ("DomainAdded", 2, {"address": "127.0.0.1", "request_id": "ticket-4711-domain", "name": None}, "ticket-4711-domain"),
+    ]

@@ -1,0 +1,52 @@
+"""Per-source limits, kept in this process's memory (the ``limits`` library's moving windows).
+
+They answer before any database or bcrypt work, and add no round trip to the login path. Each
+identity replica counts on its own, so with N replicas behind the gateway a source gets up to N
+times the organization's limit; the gateway's own coarse ``limit_req`` (portal_auth/gateway.py)
+bounds the total. Counts start afresh when a replica restarts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from services.identity.domain import Refused
+from services.identity.handlers import Org
+
+
+class SourceLimits:
+    """Two limits per (organization, source): unauthenticated POSTs per minute, and failed
+    logins on any of the organization's accounts within its lockout window."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._windows = MovingWindowRateLimiter(MemoryStorage())
+        self._clock = clock
+
+    def request(self, org: Org, source: str) -> None:
+        """Counts one request; refuses it once the source is over the organization's limit."""
+        item = RateLimitItemPerMinute(org.settings.limits.requests_per_source_per_minute)
+        if not self._windows.hit(item, "requests", org.slug, source):
+            raise self._refusal(item, "requests", org.slug, source)
+
+    def check_failures(self, org: Org, source: str) -> None:
+        """Refuses a login from a source whose failures across the organization reached the bound."""
+        item = self._failures(org)
+        if not self._windows.test(item, "failures", org.slug, source):
+            raise self._refusal(item, "failures", org.slug, source)
+
+    def failed(self, org: Org, source: str) -> None:
+        self._windows.hit(self._failures(org), "failures", org.slug, source)
+
+    @staticmethod
+    def _failures(org: Org) -> RateLimitItem:
+        return RateLimitItemPerSecond(org.settings.limits.failed_logins_per_source, org.settings.lockout.window_seconds)
+
+    def _refusal(self, item: RateLimitItem, *identifiers: str) -> Refused:
+        reset_at = self._windows.get_window_stats(item, *identifiers).reset_time
+        return Refused("too_many_requests", retry_after=max(1, math.ceil(reset_at - self._clock())))
