@@ -133,6 +133,14 @@ class Portal:
             self.limits.request(org, self.source(request))
         return Depends(limit)
 
+    @cached_property
+    def per_source_limit_any_host(self) -> Any:
+        """The same for a POST that works on any host (find-portal): the default limit, counted
+        across every host, so that no unknown host opens a fresh allowance."""
+        async def limit(request: Request) -> None:
+            self.limits.request(None, self.source(request))
+        return Depends(limit)
+
     async def organization(self, request: Request) -> Org:
         """From the replica's memory of tenant.events; the table answers while it catches up, and
         for hosts it does not know (so a 404 is said by the table)."""
@@ -276,17 +284,17 @@ def routes(portal: Portal) -> APIRouter:
         await portal.run(handlers.reset_password, org, token=body.token, password=body.password)
         return {"status": "password_changed"}
 
-    @router.post("/unlock/request", status_code=202)
+    @router.post("/unlock/request", status_code=202, dependencies=limited)
     async def unlock_request(body: EmailOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.request_unlock, org, email=body.email)
         return {"status": "unlock_sent"}
 
-    @router.post("/unlock")
+    @router.post("/unlock", dependencies=limited)
     async def unlock(body: TokenOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.unlock, org, token=body.token)
         return {"status": "unlocked"}
 
-    @router.post("/find-portal", status_code=202)
+    @router.post("/find-portal", status_code=202, dependencies=[portal.per_source_limit_any_host])
     async def find_portal(body: EmailOnly) -> dict[str, str]:
         """On any host: it is for the person who does not know their portal's."""
         await portal.run(handlers.find_portals, None, email=body.email)

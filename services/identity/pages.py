@@ -316,7 +316,7 @@ def router(portal: Portal) -> APIRouter:
         await portal.run(handlers.reset_password, org, token=form.token, password=form.password)
         return redirect("/login?notice=password_changed")
 
-    @pages.post("/unlock/request")
+    @pages.post("/unlock/request", dependencies=limited)
     @refusals_shown_on("login.html")
     async def unlock_request(request: Request, org: Organization, form: Annotated[EmailForm, Form()]) -> Response:
         await portal.run(handlers.request_unlock, org, email=form.email)
@@ -328,13 +328,13 @@ def router(portal: Portal) -> APIRouter:
         await portal.run(handlers.check_link, org, token=form.token, purpose=handlers.UNLOCK)
         return view.page(request, "unlock.html", org, form=form)
 
-    @pages.post("/unlock")
+    @pages.post("/unlock", dependencies=limited)
     @refusals_shown_on("unlock.html")
     async def unlock(request: Request, org: Organization, form: Annotated[TokenForm, Form()]) -> Response:
         await portal.run(handlers.unlock, org, token=form.token)
         return redirect("/login?notice=unlocked")
 
-    @pages.post("/renew-link")
+    @pages.post("/renew-link", dependencies=limited)
     async def renew_link(request: Request, org: Organization, form: Annotated[RenewForm, Form()]) -> Response:
         if form.purpose not in LINK_PURPOSES:
             return view.error(request, PROBLEMS["validation_error"][1], 422)
@@ -347,7 +347,7 @@ def router(portal: Portal) -> APIRouter:
     async def find_portal_page(request: Request) -> HTMLResponse:
         return view.page(request, "find_portal.html", None, form=EmailForm())
 
-    @pages.post("/find-portal")
+    @pages.post("/find-portal", dependencies=[portal.per_source_limit_any_host])
     @refusals_shown_on("find_portal.html")
     async def find_portal(request: Request, form: Annotated[EmailForm, Form()]) -> Response:
         await portal.run(handlers.find_portals, None, email=form.email)

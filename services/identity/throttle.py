@@ -18,6 +18,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from services.identity.domain import Refused
 from services.identity.handlers import Org
+from shared.tenancy import TenantSettings
 
 
 class SourceLimits:
@@ -28,11 +29,14 @@ class SourceLimits:
         self._windows = MovingWindowRateLimiter(MemoryStorage())
         self._clock = clock
 
-    def request(self, org: Org, source: str) -> None:
-        """Counts one request; refuses it once the source is over the organization's limit."""
-        item = RateLimitItemPerMinute(org.settings.limits.requests_per_source_per_minute)
-        if not self._windows.hit(item, "requests", org.slug, source):
-            raise self._refusal(item, "requests", org.slug, source)
+    def request(self, org: Org | None, source: str) -> None:
+        """Counts one request; refuses it once the source is over the organization's limit. A
+        request that belongs to no organization (find-portal) counts against the default limit,
+        in one bucket shared by every host."""
+        limit = (org.settings if org is not None else TenantSettings()).limits.requests_per_source_per_minute
+        item, scope = RateLimitItemPerMinute(limit), org.slug if org is not None else ""
+        if not self._windows.hit(item, "requests", scope, source):
+            raise self._refusal(item, "requests", scope, source)
 
     def check_failures(self, org: Org, source: str) -> None:
         """Refuses a login from a source whose failures across the organization reached the bound."""

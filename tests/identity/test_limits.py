@@ -51,6 +51,27 @@ async def test_an_ipv6_source_is_counted_by_its_64(system: System) -> None:
         assert (await forgot(next_64)).status_code == 202
 
 
+async def test_the_self_service_requests_are_limited_too(system: System) -> None:
+    for path, body in (("/auth/unlock/request", {"email": new_email()}), ("/auth/unlock", {"token": "x" * 43})):
+        org = await limited_org(system, requests_per_source_per_minute=1)
+        async with portal(system, org, source="198.51.100.24") as client:
+            assert (await client.post(path, json=body)).status_code != 429
+            assert_problem(await client.post(path, json=body), "too_many_requests")
+
+
+async def test_find_portal_is_limited_on_every_host_together(system: System) -> None:
+    """Find-portal belongs to no organization: its default limit (60 a minute) is counted over
+    every host, so that inventing hosts buys no fresh allowance."""
+    hosts = [f"unknown-{n}.invalid" for n in range(3)]
+    answers = []
+    for n in range(61):
+        headers = {"Host": hosts[n % 3], "X-Forwarded-For": "198.51.100.25"}
+        async with httpx.AsyncClient(base_url=system.url("identity"), headers=headers) as client:
+            answers.append(await client.post("/auth/find-portal", json={"email": new_email()}))
+    assert [a.status_code for a in answers[:60]] == [202] * 60
+    assert_problem(answers[60], "too_many_requests")
+
+
 async def test_the_page_forms_are_limited_too(system: System) -> None:
     org = await limited_org(system, requests_per_source_per_minute=1)
     async with portal(system, org, source="198.51.100.23") as browser:
