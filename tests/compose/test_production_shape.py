@@ -201,7 +201,12 @@ def test_a_replica_added_by_scale_serves_logins(stack: Stack) -> None:
     # With no identity left, the gateway answers for it, and its error log holds no query string.
     subprocess_run(["docker", "stop", "--time", "5", *added])
     with stack.client(HOST) as portal:
-        assert portal.get("/reset-password?token=token-while-identity-is-down").status_code in (502, 503, 504)
+        page = portal.get("/reset-password?token=token-while-identity-is-down")
+        assert page.status_code == 503 and page.headers["retry-after"] == "5"
+        assert "Service temporarily unavailable" in page.text
+        api = portal.post("/auth/login", json={"email": EMAIL, "password": NEW_PASSWORD})
+        assert api.status_code == 503 and api.headers["content-type"].startswith("application/problem+json")
+        assert api.json()["code"] == "service_unavailable"
     assert "token-while-identity-is-down" not in stack.logs("gateway")
 
 
