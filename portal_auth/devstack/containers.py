@@ -174,8 +174,6 @@ def _run(argv: list[str], **kwargs: object) -> None:
 class ContainerHandle:
     """A server in a container started by testcontainers; ``stop`` removes it."""
 
-    flavour = "apache"
-
     def __init__(self, container: object, *, address: str) -> None:
         self._container = container
         self.address = address

@@ -37,6 +37,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from portal_auth.devstack import KafkaHandle
 from portal_auth.devstack._mailfiles import message_paths, read_message
 from portal_auth.system import System
 from shared.eventlog import partitions_of
@@ -279,7 +280,7 @@ class Faults:
 
     async def broker_down(self, seconds: float) -> None:
         kafka = self.system.infra.kafka
-        assert kafka is not None and kafka.flavour == "apache", "the run stops and restarts the local Apache Kafka"
+        assert isinstance(kafka, KafkaHandle), "the run stops and restarts the local Apache Kafka"
 
         async def action() -> str:
             name = f"broker down {seconds:.0f} s"

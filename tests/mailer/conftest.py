@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from portal_auth.devstack import start_mail_catcher
 from portal_auth.system import Infrastructure, System
 from shared.db import make_engine
+from shared.events import Envelope
 from shared.migrations import upgrade
 from tests.conftest import ADMIN_TOKEN, Org
 
@@ -153,7 +154,8 @@ async def queue_of(system: System, org: Org, to: str) -> list[dict[str, Any]]:
 
 async def events_on(infra: Infrastructure, topic: str, keep: Callable[[dict[str, Any]], bool], *, count: int,
                     timeout: float = 20.0) -> list[tuple[bytes, bytes]]:
-    """The first ``count`` (key, value) records on ``topic`` whose JSON ``keep`` accepts, from the beginning."""
+    """The first ``count`` (key, value) records on ``topic`` whose JSON ``keep`` accepts, from the
+    beginning; records that are not JSON (the poison other tests write) are passed over."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=infra.kafka_bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
@@ -162,11 +164,19 @@ async def events_on(infra: Infrastructure, topic: str, keep: Callable[[dict[str,
         deadline = time.monotonic() + timeout
         while len(found) < count and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200)
-            found += [(r.key, r.value) for records in batches.values() for r in records if keep(json.loads(r.value))]
+            found += [(r.key, r.value) for records in batches.values() for r in records if _is_event(r.value) and keep(json.loads(r.value))]
     finally:
         await consumer.stop()
     assert len(found) >= count, f"{len(found)} of {count} records on {topic} within {timeout} s"
     return found
+
+
+def _is_event(raw: bytes) -> bool:
+    try:
+        Envelope.from_bytes(raw)
+    except ValueError:  # pydantic's ValidationError included
+        return False
+    return True
 
 
 @contextmanager
