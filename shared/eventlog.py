@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,15 +23,17 @@ class LogReader:
     partition keeps its own order, so one account's events stay in the order they happened)."""
 
     def __init__(self, bootstrap_servers: str, topics: Sequence[str], *, since: datetime | None = None,
-                 client_id: str = "portal-auth-log-reader", progress: Callable[[int], None] | None = None) -> None:
+                 client_id: str = "portal-auth-log-reader", progress: Callable[[int], None] | None = None,
+                 client_options: Mapping[str, str] | None = None) -> None:
         self.bootstrap_servers, self.topics, self._since, self._progress = bootstrap_servers, tuple(topics), since, progress
+        self._options = dict(client_options or {})
         self._read = 0
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-                                          client_id=client_id, request_timeout_ms=10_000)
+                                          client_id=client_id, request_timeout_ms=10_000, **self._options)
         self._partitions: list[TopicPartition] = []
 
     async def __aenter__(self) -> LogReader:
-        self._partitions = await partitions_of(self.bootstrap_servers, self.topics)
+        self._partitions = await partitions_of(self.bootstrap_servers, self.topics, client_options=self._options)
         await self._consumer.start()
         self._consumer.assign(self._partitions)
         if self._partitions:
@@ -73,9 +75,11 @@ class LogReader:
         return {tp for tp in partitions if await self._consumer.position(tp) < ends[tp]}
 
 
-async def partitions_of(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:
-    """Every partition of the topics that exist (a consumer outside a group learns none by itself)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+async def partitions_of(bootstrap_servers: str, topics: Sequence[str], *,
+                        client_options: Mapping[str, str] | None = None) -> list[TopicPartition]:
+    """Every partition of the topics that exist (a consumer outside a group learns none by itself);
+    ``client_options`` are a principal's SASL settings (``ConnectionSettings.kafka_client_options``)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000, **dict(client_options or {}))
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))

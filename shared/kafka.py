@@ -100,10 +100,13 @@ async def _quietly(aw: Awaitable[Any]) -> None:
         pass
 
 
-def make_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
-    """The outbox relay's producer: acks=all and idempotent, like the broker's."""
+def make_producer(bootstrap_servers: str, *, client_id: str,
+                  client_options: Mapping[str, str] | None = None) -> AIOKafkaProducer:
+    """The outbox relay's producer: acks=all and idempotent, like the broker's, as the service's
+    own Kafka principal (``client_options``, as for ``make_broker``)."""
     return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, client_id=f"{client_id}-relay", acks="all",
-                            enable_idempotence=True, linger_ms=0, request_timeout_ms=10_000)
+                            enable_idempotence=True, linger_ms=0, request_timeout_ms=10_000,
+                            **dict(client_options or {}))
 
 
 class OutboxRelay:

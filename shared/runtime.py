@@ -45,7 +45,8 @@ class Runtime:
         connected = asyncio.Event()
         out = metadata.tables[f"{metadata.schema}.outbox"]
         relay = OutboxRelay(engine=engine, table=out, connected=connected,
-                            producer=lambda: make_producer(settings.kafka_bootstrap_servers, client_id=name))
+                            producer=lambda: make_producer(settings.kafka_bootstrap_servers, client_id=name,
+                                                           client_options=settings.kafka_client_options()))
         applied = AppliedEvents(metadata.tables[f"{metadata.schema}.applied_events"])
         return cls(name, settings, engine, broker, Outbox(out, producer=name), applied, relay, connected)
 

@@ -22,7 +22,8 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     settings = settings or IdentitySettings()
     runtime = Runtime.build(name="identity", settings=settings, metadata=metadata)
     runtime.consume(topics=consumers.TOPICS, handlers=consumers.HANDLERS)
-    memory = LiveCopies(engine=runtime.engine, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=runtime.name)
+    memory = LiveCopies(engine=runtime.engine, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=runtime.name,
+                        client_options=settings.kafka_client_options())
     runtime.beside(memory.run)
     deps = Deps(
         outbox=runtime.outbox,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -136,8 +136,10 @@ class InFlight:
 class LiveCopies:
     """The two copies and the reader that keeps them; ``ready`` once it has caught up."""
 
-    def __init__(self, *, engine: AsyncEngine, bootstrap_servers: str, group_id: str) -> None:
+    def __init__(self, *, engine: AsyncEngine, bootstrap_servers: str, group_id: str,
+                 client_options: Mapping[str, str] | None = None) -> None:
         self._engine, self._bootstrap, self._group = engine, bootstrap_servers, group_id
+        self._options = dict(client_options or {})  # identity's own Kafka principal, as its broker has
         self.organizations, self.locks = Organizations(), Locks()
         self.in_flight = InFlight()
         self.ready = False
@@ -155,13 +157,14 @@ class LiveCopies:
                 await asyncio.sleep(1.0)
 
     async def _follow(self) -> None:
-        partitions = await partitions_of(self._bootstrap, TOPICS)
+        partitions = await partitions_of(self._bootstrap, TOPICS, client_options=self._options)
         if len(partitions) < 2:
             raise RuntimeError("topics not created yet")
         starts = await self._committed(partitions)
         organizations, locks = await self._load()
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-                                    client_id=f"{self._group}-memory", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, request_timeout_ms=10_000)
+                                    client_id=f"{self._group}-memory", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, request_timeout_ms=10_000,
+                                    **self._options)
         await consumer.start()
         try:
             consumer.assign(partitions)
@@ -183,7 +186,7 @@ class LiveCopies:
             await consumer.stop()
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=10_000, **self._options)
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(self._group, partitions=partitions)
