@@ -143,7 +143,11 @@ class Compose:
     def build(self) -> None:
         """Every image, from the base image up; unchanged layers come from the build cache."""
         stage_kafka_jars()
-        self.run("build")
+        result = self.run("build")
+        # Compose without buildx can report a failed solve and still exit 0: the stack would then
+        # start on the images of an earlier build, so the failure is read from what it printed.
+        if b"failed to solve" in result.stderr:
+            raise DevstackError(f"docker compose build failed:\n{result.stderr.decode(errors='replace')[-6000:]}")
 
 
 def prepare(project: str, env: Mapping[str, str]) -> Compose:
