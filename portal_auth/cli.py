@@ -97,7 +97,7 @@ def replay(args: argparse.Namespace) -> int:
             if args.rebuild == "lockout":
                 summary = asyncio.run(rebuild(url, bootstrap, replace=args.replace))
             else:
-                summary = asyncio.run(rebuild_copies(args.rebuild, url, bootstrap, replace=args.replace))  # type: ignore[assignment]
+                summary = asyncio.run(rebuild_copies(args.rebuild, url, bootstrap, replace=args.replace))
         except RebuildNotSettled as exc:
             raise SystemExit(f"error: {exc}") from None
         print(json.dumps(summary.as_dict(), indent=2))

@@ -15,14 +15,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.lockout.rebuild import RebuildNotSettled, differences
+from services.lockout.rebuild import RebuildNotSettled, RebuildSummary, differences
 from shared import events
 from shared.db import make_engine, transaction
 from shared.eventlog import LogReader
@@ -66,21 +66,10 @@ def copies_of(service: str) -> Copies:
 
 
 @dataclass
-class CopiesSummary:
-    service: str
-    events_read: int = 0
-    events_applied: int = 0
-    rows: dict[str, int] = field(default_factory=dict)
-    not_yet_applied_live: int = 0
-    differences: list[str] = field(default_factory=list)
-    replaced: bool = False
+class CopiesSummary(RebuildSummary):
+    """Lockout's rebuild summary, naming whose copies were rebuilt."""
 
-    @property
-    def equal(self) -> bool:
-        return not self.differences
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "equal": self.equal}
+    service: str = ""
 
 
 async def rebuild_copies(service: str, database_url: str, bootstrap_servers: str, *, replace: bool = False,
