@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +23,8 @@ from services.identity.domain import Refused, SessionPolicy
 from services.identity.memory import LiveCopies
 from services.identity.repository import IdentityRepository
 from shared import events
+from shared.accounts import InvalidEmail, normalize_email
+from shared.clock import utcnow
 from shared.messaging import Outbox
 from shared.secrets import MailTokenCipher, TokenBinding, new_token, token_hash
 from shared.tenancy import TenantSettings
@@ -32,10 +34,6 @@ CONFIRM, RESET, UNLOCK = events.UserRegistered.PURPOSE, events.ResetRequested.PU
 UNLOCK_TTL = timedelta(minutes=30)
 FIND_PORTAL_INTERVAL = timedelta(minutes=15)
 T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class PasswordHasher:
@@ -383,8 +381,8 @@ async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str,
 
 def _email(raw: str) -> str:
     try:
-        return domain.normalize_email(raw)
-    except domain.InvalidEmail:
+        return normalize_email(raw)
+    except InvalidEmail:
         raise Refused("invalid_email") from None
 
 

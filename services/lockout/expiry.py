@@ -9,6 +9,7 @@ from datetime import datetime
 
 from services.lockout import handlers
 from services.lockout.repository import LockoutRepository
+from shared.clock import utcnow
 from shared.db import DatabaseUnavailable, transaction
 from shared.runtime import Runtime
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 BATCH = 200
 
 
-async def watch_expiry(runtime: Runtime, *, interval: float, clock: Callable[[], datetime] = handlers.utcnow) -> None:
+async def watch_expiry(runtime: Runtime, *, interval: float, clock: Callable[[], datetime] = utcnow) -> None:
     """Every ``interval`` seconds, announce AccountUnlocked(expired) for each lock that ended. Any
     number of lockout processes may run this: each ended lock is taken by exactly one of them."""
     while True:

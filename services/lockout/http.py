@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.identity.domain import InvalidEmail, normalize_email
+from shared.accounts import InvalidEmail, normalize_email
 from services.lockout import handlers
 from services.lockout.domain import Standing
 from services.lockout.repository import LockoutRepository
+from shared.clock import utcnow
 from shared.db import transaction
 from shared.events import Actor
 from shared.http import Problem, admin_actor, admin_guard, problem_response
@@ -29,7 +30,7 @@ def public(standing: Standing) -> dict[str, Any]:
     }
 
 
-def routes(runtime: Runtime, *, clock: Callable[[], datetime] = handlers.utcnow) -> APIRouter:
+def routes(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> APIRouter:
     router = APIRouter(prefix="/admin/lockouts", dependencies=[Depends(admin_guard(runtime.settings.admin_token))])
 
     @router.get("/{slug}/{email}")

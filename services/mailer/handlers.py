@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,14 +18,11 @@ from services.mailer import domain
 from services.mailer.domain import DeliveryFailure, Email, Kind, Organization, Rendered, RetryPolicy, Status, Undeliverable
 from services.mailer.repository import MailerRepository
 from shared import events
+from shared.clock import utcnow
 from shared.messaging import Outbox
 from shared.secrets import MailTokenCipher, TokenBinding, TokenMismatch
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Transport(Protocol):
