@@ -32,7 +32,7 @@ class Runtime:
     engine: AsyncEngine
     broker: KafkaBroker
     outbox: Outbox
-    applied: AppliedEvents
+    applied: AppliedEvents | None  # None for a service that consumes no events
     relay: OutboxRelay
     connected: asyncio.Event
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -47,13 +47,16 @@ class Runtime:
         relay = OutboxRelay(engine=engine, table=out, connected=connected,
                             producer=lambda: make_producer(settings.kafka_bootstrap_servers, client_id=name,
                                                            client_options=settings.kafka_client_options()))
-        applied = AppliedEvents(metadata.tables[f"{metadata.schema}.applied_events"])
+        applied_table = metadata.tables.get(f"{metadata.schema}.applied_events")
+        applied = AppliedEvents(applied_table) if applied_table is not None else None
         return cls(name, settings, engine, broker, Outbox(out, producer=name), applied, relay, connected)
 
     def consume(self, *, topics: tuple[str, ...], handlers: Mapping[type[Event], Handler],
                 after_commit: Callable[[], None] | None = None) -> None:
         """Subscribe this service's consumer group to ``topics``, applying each event once. After
         each commit the outbox relay wakes (and ``after_commit``, for work the event queued)."""
+        if self.applied is None:
+            raise RuntimeError(f"{self.name}'s tables have no applied-events record: service_metadata(consumes=True)")
         def woken() -> None:
             self.relay.wake()
             if after_commit is not None:
@@ -101,11 +104,13 @@ class Runtime:
             await self.stop()
 
 
-def service_metadata(schema: str) -> sa.MetaData:
-    """A service's tables live in its own schema, next to its outbox and applied-events record."""
+def service_metadata(schema: str, *, consumes: bool = True) -> sa.MetaData:
+    """A service's tables live in its own schema, next to its outbox and, if it ``consumes``
+    events, its applied-events record."""
     metadata = sa.MetaData(schema=schema)
     outbox_table(metadata)
-    applied_events_table(metadata)
+    if consumes:
+        applied_events_table(metadata)
     return metadata
 
 
