@@ -27,7 +27,7 @@ from shared import events
 from shared.db import make_engine, transaction
 from shared.eventlog import LogReader
 from shared.events import EVENT_TYPES, Envelope
-from shared.kafka import Handler
+from shared.kafka import Handler, recorded
 from shared.messaging import AppliedEvents
 
 TENANT_EVENTS = (events.TenantCreated, events.TenantUpdated, events.DomainAdded, events.DomainRemoved)
@@ -131,7 +131,8 @@ class _Replayer:
                     event = envelope.event()
                 except (ValueError, ValidationError):
                     continue  # the live consumer dead-lettered it as well
-                self.consumed.add(envelope.event_id)
+                if recorded(handler):  # what the live consumer records as applied
+                    self.consumed.add(envelope.event_id)
                 if await self.applied.first_time(conn, envelope):
                     await handler(conn, envelope, event)
                     self.applied_count += 1

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -17,24 +19,40 @@ class DatabaseUnavailable(Exception):
 
 
 # One budget for taking a connection, per engine: waiting for the pool and making a new
-# connection (and a pre-ping, were it on) all fit in it together. Each step has its own timeout
-# too, but one after the other they add up (with pre-ping, a hung database cost the first
-# request ping + connect, twice the budget).
+# connection all fit in it together. Each step has its own timeout
+# too, but one after the other they add up.
 _checkout_budget: weakref.WeakKeyDictionary[AsyncEngine, float] = weakref.WeakKeyDictionary()
 
 
+class AsyncpgDialect(PGDialect_asyncpg):
+    """SQLAlchemy's asyncpg dialect, but a connection found broken is dropped at once.
+
+    SQLAlchemy closes an invalidated asyncpg connection "gracefully": it asks the server to end
+    the session and waits up to 2 s for the answer, shielded from cancellation. A hung database
+    never answers, so the request that found it hung would take its statement timeout and then
+    2 s more, over the contract's 2 s. Terminating the socket at once is all a dead connection
+    needs. It is also what lets the pool work without a ping before every checkout (BEGIN, ";",
+    ROLLBACK: three round trips on every transaction of every service): a connection that died
+    with the database fails its first statement within the statement timeout, that request is a
+    503, and the pool drops every connection made before it."""
+
+    def do_terminate(self, dbapi_connection: Any) -> None:
+        dbapi_connection.driver_connection.terminate()
+
+
+registry.register("postgresql.portal_asyncpg", __name__, "AsyncpgDialect")
+
+
 def make_engine(url: str, *, timeout: float = 2.0, pool_size: int = 10) -> AsyncEngine:
+    address = sa.make_url(url)
+    if address.drivername == "postgresql+asyncpg":
+        address = address.set(drivername="postgresql+portal_asyncpg")
     engine = create_async_engine(
-        url,
+        address,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=timeout,
-        # A ping before each checkout (BEGIN, ";", ROLLBACK) costs round trips, but without it a
-        # connection to a hung database fails its first statement, and SQLAlchemy then closes it
-        # "gracefully", shielded from cancellation, for up to 2 s more: over the contract's 2 s.
-        # With it, that happens inside the checkout, which has its budget (below) and is
-        # abandoned when the budget is spent (tests/identity/test_database_hang.py).
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # see AsyncpgDialect
         connect_args={"timeout": timeout, "command_timeout": timeout},
     )
     _checkout_budget[engine] = timeout
@@ -42,11 +60,16 @@ def make_engine(url: str, *, timeout: float = 2.0, pool_size: int = 10) -> Async
 
 
 @asynccontextmanager
-async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """One unit of work: committed when the block ends, rolled back if it raises."""
+async def transaction(engine: AsyncEngine, *, autocommit: bool = False) -> AsyncIterator[AsyncConnection]:
+    """One unit of work: committed when the block ends, rolled back if it raises.
+
+    ``autocommit``: each statement commits on its own, with no BEGIN and COMMIT around it (two
+    round trips fewer), for a unit of work that is one statement."""
     try:
         conn = await _checkout(engine)
         try:
+            if autocommit:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             async with conn.begin():
                 yield conn
         finally:
@@ -67,8 +90,8 @@ async def _checkout(engine: AsyncEngine) -> AsyncConnection:
     """A connection within the engine's budget, or TimeoutError once it is spent.
 
     The checkout runs as a task of its own that is abandoned (cancelled, then closed whenever it
-    ends) when the budget runs out: cancelling it in place is not enough, because a connection
-    whose pre-ping failed is closed "gracefully", shielded from cancellation, for up to 2 s more.
+    ends) when the budget runs out: a connection still being made to a hung database is left
+    to its own connect timeout, away from the request.
     """
     conn = engine.connect()
     starting = asyncio.ensure_future(conn.start())

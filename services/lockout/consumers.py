@@ -10,7 +10,7 @@ from services.lockout.handlers import Announce
 from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared import events
 from shared.events import Envelope
-from shared.kafka import Handler
+from shared.kafka import Handler, replay_safe
 from shared.messaging import Outbox
 
 TOPICS = (events.IDENTITY_TOPIC, events.TENANT_TOPIC)
@@ -28,9 +28,10 @@ def subscribers(outbox: Outbox | None, tables: Tables = LIVE) -> dict[type[event
         await handlers.record_failure(LockoutRepository(conn, tables), announce(conn, envelope), tenant=envelope.tenant,
                                       email=event.email, source=event.source, at=envelope.occurred_at, event_id=envelope.event_id)
 
+    @replay_safe
     async def login_succeeded(conn: AsyncConnection, envelope: Envelope, event: events.LoginSucceeded) -> None:
         await handlers.record_success(LockoutRepository(conn, tables), tenant=envelope.tenant, email=event.email,
-                                      source=event.source)
+                                      source=event.source, at=envelope.occurred_at)
 
     async def password_changed(conn: AsyncConnection, envelope: Envelope, event: events.PasswordChanged) -> None:
         await handlers.password_changed(LockoutRepository(conn, tables), announce(conn, envelope), tenant=envelope.tenant,

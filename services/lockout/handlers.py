@@ -66,7 +66,7 @@ async def record_failure(repo: LockoutRepository, announce: Announce, *, tenant:
     return decided
 
 
-async def record_success(repo: LockoutRepository, *, tenant: str, email: str, source: str) -> None:
+async def record_success(repo: LockoutRepository, *, tenant: str, email: str, source: str, at: datetime) -> None:
     """A successful login clears the failures *from its own source* only.
 
     The person who just proved the password from this address made those typos; the failures from
@@ -74,9 +74,12 @@ async def record_success(repo: LockoutRepository, *, tenant: str, email: str, so
     attacker spreading guesses over many addresses would get a fresh account-wide budget every time
     the owner logs in (ASVS 6.1.1 asks that the owner can log in and the guesser stays bounded).
     Active locks stay: a success from one source does not unlock another.
+
+    Only the failures up to the success's own time go: one statement that leaves the same rows
+    however often and whenever it is applied (a redelivery, a rebuild), so it needs neither the
+    account's lock nor an applied-events record (``replay_safe``).
     """
-    await repo.serialize(tenant=tenant, email=email)
-    await repo.forget_failures(tenant=tenant, email=email, source=source)
+    await repo.forget_failures(tenant=tenant, email=email, source=source, up_to=at)
 
 
 async def password_changed(repo: LockoutRepository, announce: Announce, *, tenant: str, email: str, at: datetime) -> None:

@@ -29,6 +29,7 @@ from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared.db import make_engine, transaction
 from shared.eventlog import LogReader
 from shared.events import EVENT_TYPES, Envelope
+from shared.kafka import recorded
 from shared.messaging import AppliedEvents
 
 BATCH = 200  # events per transaction while replaying
@@ -152,7 +153,7 @@ class Replayer:
             event = envelope.event()
         except (ValueError, ValidationError):
             return  # the live consumer dead-lettered it as well
-        if envelope.type in LIVE_TYPES:
+        if envelope.type in LIVE_TYPES and recorded(handler):  # what the live consumer records as applied
             self.consumed.add(envelope.event_id)
         if await self.applied.first_time(conn, envelope):
             await handler(conn, envelope, event)
