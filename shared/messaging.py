@@ -44,12 +44,18 @@ class Outbox:
         self.producer = producer
 
     async def add(self, conn: AsyncConnection, event: Event, *, tenant: str, correlation_id: str | None = None) -> Envelope:
+        envelope, insert_row = self.insert(event, tenant=tenant, correlation_id=correlation_id)
+        await conn.execute(insert_row)
+        return envelope
+
+    def insert(self, event: Event, *, tenant: str, correlation_id: str | None = None) -> tuple[Envelope, sa.Insert]:
+        """The event's envelope and the statement that writes it, for a caller that writes it
+        together with its own change in one statement (with the change as a CTE)."""
         envelope = Envelope.wrap(event, tenant=tenant, producer=self.producer, correlation_id=correlation_id)
-        await conn.execute(self.table.insert().values(
+        return envelope, self.table.insert().values(
             event_id=envelope.event_id, topic=event.TOPIC, key=event.key(tenant),
             payload=envelope.model_dump(mode="json"),
-        ))
-        return envelope
+        )
 
 
 class AppliedEvents:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.identity import domain
 from services.identity.domain import Refused, SessionPolicy
 from services.identity.memory import LiveCopies
-from services.identity.repository import IdentityRepository
+from services.identity.repository import IdentityRepository, User
 from shared import events
 from shared.accounts import InvalidEmail, normalize_email
 from shared.clock import utcnow
@@ -159,7 +159,7 @@ async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, pa
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
     await _admit(repo, deps, org, user.email, source, now)
     if not await deps.hasher.verify(password, user.password_hash):
-        return await _login_failed(conn, repo, deps, org, email=user.email, source=source, now=now)
+        return await _login_failed(repo, deps, org, email=user.email, source=source, now=now)
     await _use(repo, deps, org, row)
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
@@ -189,37 +189,41 @@ def admitted(deps: Deps, org: Org, *, email: str, source: str) -> Iterator[None]
 async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
                 source: str) -> SignedIn | Refused:
     """A refusal is returned, not raised, when its effects must be committed (LoginFailed).
-    The entrypoint runs it ``admitted``, outside the transaction."""
+    The entrypoint runs it ``admitted``, outside the transaction.
+    The database is asked once before the hash and written once after it."""
     address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
-    await _admit(repo, deps, org, address, source, now)
-    user = await repo.user_by_email(tenant=org.slug, email=address)
+    user = await _admit(repo, deps, org, address, source, now)
     verified = await deps.hasher.verify(password, user.password_hash if user else None)
     if user is None or not verified:
-        return await _login_failed(conn, repo, deps, org, email=address, source=source, now=now)
+        return await _login_failed(repo, deps, org, email=address, source=source, now=now)
     if user.confirmed_at is None:  # said only now, after the right password
         raise Refused("user_not_confirmed", actions=["resend_confirmation"])
-    await repo.clear_failures(tenant=org.slug, email=address, source=source)
     if deps.hasher.outdated(user.password_hash):
         await repo.set_password_hash(tenant=org.slug, user_id=user.id, password_hash=await deps.hasher.hash(password))
-    signed_in = await _open_session(repo, deps, org, user, remember=remember, now=now)
-    await deps.outbox.add(conn, events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
-    return signed_in
+    cookie_value, (idle, absolute) = new_token(), deps.sessions.limits(remember=remember)
+    _, announce = deps.outbox.insert(events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
+    await repo.sign_in(tenant=org.slug, email=address, source=source, announce=announce, session={
+        "id": uuid.uuid4(), "token_hash": token_hash(cookie_value), "tenant": org.slug, "user_id": user.id,
+        "remember": remember, "created_at": now, "idle_expires_at": now + idle, "absolute_expires_at": now + absolute})
+    return SignedIn(cookie_value=cookie_value, max_age=int(absolute.total_seconds()) if remember else None,
+                    user=_user(user.id, user.email, user.display_name), organization=_org(org))
 
 
-async def _login_failed(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, source: str,
+async def _login_failed(repo: IdentityRepository, deps: Deps, org: Org, *, email: str, source: str,
                         now: datetime) -> Refused:
     """A wrong password, at login or on a confirmation link: lockout counts it either way."""
-    await repo.record_failure(tenant=org.slug, email=email, source=source, now=now, window=_window(org))
-    await deps.outbox.add(conn, events.LoginFailed(email=email, source=source), tenant=org.slug)
+    _, announce = deps.outbox.insert(events.LoginFailed(email=email, source=source), tenant=org.slug)
+    await repo.record_failure(tenant=org.slug, email=email, source=source, now=now, window=_window(org), announce=announce)
     return Refused("invalid_credentials")
 
 
-async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, source: str, now: datetime) -> None:
+async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, source: str, now: datetime) -> User | None:
     """The refusals that cost no bcrypt work: a parallel attempt on the same account (the
     transaction-scoped advisory lock is held until this attempt commits), a lock (from the table
     while the memory is not there), or failures that reached a threshold while lockout's verdict
-    is on its way."""
-    if not await repo.serialize_account(tenant=org.slug, email=address):
+    is on its way. Otherwise the account's user, read in the same round trip."""
+    attempt = await repo.attempt(tenant=org.slug, email=address, source=source, since=now - _window(org))
+    if not attempt.serialized:
         raise _one_at_a_time(now)
     if deps.memory is not None and deps.memory.ready:
         locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=address, source=source, now=now)
@@ -228,11 +232,11 @@ async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, s
     if locked_until is not None:
         raise _locked(now, until=locked_until)
     policy = org.settings.lockout
-    recent = await repo.recent_failures(tenant=org.slug, email=address, source=source, since=now - _window(org))
-    verdict_due = domain.awaiting_lockout(recent, max_from_source=policy.max_failures,
+    verdict_due = domain.awaiting_lockout(attempt.recent, max_from_source=policy.max_failures,
                                           max_from_all=policy.max_failures_account, now=now)
     if verdict_due is not None:
         raise _retry_later("too_many_requests", now, until=verdict_due)
+    return attempt.user
 
 
 def _locked(now: datetime, *, until: datetime) -> Refused:
@@ -442,14 +446,6 @@ async def _use(repo: IdentityRepository, deps: Deps, org: Org, row: Any) -> None
     now = deps.clock()
     await repo.use_token(token_hash=row.token_hash, now=now)
     await repo.supersede_tokens(tenant=org.slug, user_id=row.user_id, purpose=row.purpose, now=now)
-
-
-async def _open_session(repo: IdentityRepository, deps: Deps, org: Org, user: Any, *, remember: bool, now: datetime) -> SignedIn:
-    cookie_value, (idle, absolute) = new_token(), deps.sessions.limits(remember=remember)
-    await repo.add_session(id=uuid.uuid4(), token_hash=token_hash(cookie_value), tenant=org.slug, user_id=user.id,
-                           remember=remember, created_at=now, idle_expires_at=now + idle, absolute_expires_at=now + absolute)
-    return SignedIn(cookie_value=cookie_value, max_age=int(absolute.total_seconds()) if remember else None,
-                    user=_user(user.id, user.email, user.display_name), organization=_org(org))
 
 
 def _user(user_id: uuid.UUID, email: str, display_name: str | None) -> dict[str, Any]:

@@ -64,6 +64,15 @@ class Session:
     display_name: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What a password check needs before the hash, read in one round trip: whether this
+    transaction now holds the account's lock, its recent failures, and its user."""
+    serialized: bool
+    recent: RecentFailures
+    user: User | None
+
+
 def _account_lock(tenant: str, email: str) -> str:
     """The advisory lock every attempt on an account takes (logins try it, a reset waits for it)."""
     return f"login:{tenant}:{email}"
@@ -121,27 +130,43 @@ class IdentityRepository:
         return bool(await self.conn.scalar(sa.select(sa.exists().where(
             locks.c.tenant == tenant, locks.c.email == email, locks.c.locked_until > now))))
 
-    async def serialize_account(self, *, tenant: str, email: str) -> bool:
-        """Try the per-account transaction lock that keeps parallel logins from outrunning lockout."""
-        return bool(await self.conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_account_key(tenant, email)))))
-
     async def wait_for_account(self, *, tenant: str, email: str) -> None:
         """Take the same lock, waiting: a password change waits for a login in flight to finish."""
         await hold(self.conn, _account_lock(tenant, email))
 
     # --- failed logins seen here, until lockout's verdict arrives -------------------------------
 
-    async def record_failure(self, *, tenant: str, email: str, source: str, now: datetime, window: timedelta) -> None:
-        """Adds a failure and forgets this account's failures older than the window."""
-        await self.conn.execute(failures.delete().where(failures.c.tenant == tenant, failures.c.email == email,
-                                                        failures.c.failed_at <= now - window))
-        await self.conn.execute(failures.insert().values(tenant=tenant, email=email, source=source, failed_at=now))
+    async def record_failure(self, *, tenant: str, email: str, source: str, now: datetime, window: timedelta,
+                             announce: sa.Insert) -> None:
+        """Adds a failure, forgets this account's failures older than the window and writes the
+        event (``announce``, an outbox insert), in one statement."""
+        forgotten = failures.delete().where(failures.c.tenant == tenant, failures.c.email == email,
+                                            failures.c.failed_at <= now - window).cte("forgotten")
+        added = failures.insert().values(tenant=tenant, email=email, source=source, failed_at=now).cte("added")
+        await self.conn.execute(announce.add_cte(forgotten, added))
 
-    async def recent_failures(self, *, tenant: str, email: str, source: str, since: datetime) -> RecentFailures:
-        counts = (sa.func.count().filter(failures.c.source == source), sa.func.count(), sa.func.max(failures.c.failed_at))
-        query = sa.select(*counts).where(failures.c.tenant == tenant, failures.c.email == email, failures.c.failed_at > since)
-        from_source, from_all, latest = (await self.conn.execute(query)).one()
-        return RecentFailures(from_source=from_source, from_all=from_all, latest=latest)
+    async def sign_in(self, *, tenant: str, email: str, source: str, session: dict[str, Any], announce: sa.Insert) -> None:
+        """Forgets the failures from ``source``, opens the session and writes the event
+        (``announce``, an outbox insert), in one statement."""
+        forgotten = failures.delete().where(failures.c.tenant == tenant, failures.c.email == email,
+                                            failures.c.source == source).cte("forgotten")
+        opened = sessions.insert().values(**session).cte("opened")
+        await self.conn.execute(announce.add_cte(forgotten, opened))
+
+    async def attempt(self, *, tenant: str, email: str, source: str, since: datetime) -> Attempt:
+        """Try the account's lock, count its failures since ``since`` and read its user, in one
+        statement. The statement's snapshot is taken just before the lock is tried: an attempt
+        of another replica that released the lock within those microseconds may have its failure
+        missed by this count (lockout, which decides every lock, counts it)."""
+        recent = sa.select(sa.func.count().filter(failures.c.source == source).label("from_source"),
+                           sa.func.count().label("from_all"), sa.func.max(failures.c.failed_at).label("latest")) \
+            .where(failures.c.tenant == tenant, failures.c.email == email, failures.c.failed_at > since).subquery("recent")
+        query = (sa.select(sa.func.pg_try_advisory_xact_lock(_account_key(tenant, email)).label("serialized"), recent, users)
+                 .select_from(recent.outerjoin(users, sa.and_(users.c.tenant == tenant, users.c.email == email))))
+        row = (await self.conn.execute(query)).one()
+        return Attempt(serialized=row.serialized,
+                       recent=RecentFailures(from_source=row.from_source, from_all=row.from_all, latest=row.latest),
+                       user=record(User, row) if row.id is not None else None)
 
     async def clear_failures(self, *, tenant: str, email: str, source: str | None = None) -> None:
         """Forget the failures from ``source``, or from every source when it is None."""
