@@ -164,14 +164,17 @@ class OutboxRelay:
     async def relay_once(self) -> int | None:
         """How many rows were sent; None when another relay of the service held the lock."""
         t = self._table
+        # the lock and the rows in one round trip: the rows are read only when the lock was had
+        lock = sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id).label("held")).subquery("relay_lock")
+        pending = (sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload)
+                   .where(lock.c.held, t.c.sent_at.is_(None)).order_by(t.c.id).limit(self._batch)
+                   .with_for_update(skip_locked=True).lateral("pending"))
+        query = sa.select(lock.c.held, pending).select_from(lock.outerjoin(pending, sa.true()))
         async with transaction(self._engine) as conn:
-            if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id))):
+            found = (await conn.execute(query)).all()
+            if not found[0].held:
                 return None
-            rows = (await conn.execute(
-                sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload)
-                .where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self._batch)
-                .with_for_update(skip_locked=True)
-            )).all()
+            rows = [row for row in found if row.id is not None]
             if not rows:
                 return 0
             try:
