@@ -92,20 +92,20 @@ async def request(world: World, *, to: str = "ann@example.test", kind: Kind = Ki
     context = {"host": "acme.localhost", "token_encrypted": sealed or sealed_for(token, tenant=tenant, to=to, kind=kind),
                "expires_at": EXPIRES, TOKEN_PURPOSE: PURPOSES.get(kind)}
     async with transaction(world.engine) as conn:
-        return await handlers.request_email(conn, world.deps, tenant=tenant, kind=kind, to=to,
+        return await handlers.request_email(MailerRepository(conn), world.deps, tenant=tenant, kind=kind, to=to,
                                             event_id=event_id or uuid.uuid4(), context=context)
 
 
 async def claim(world: World, deps: Deps | None = None, limit: int = 10) -> list[Job]:
     async with transaction(world.engine) as conn:
-        return await handlers.claim_due(conn, deps or world.deps, limit=limit)
+        return await handlers.claim_due(MailerRepository(conn), deps or world.deps, limit=limit)
 
 
 async def send_and_record(world: World, jobs: list[Job], deps: Deps | None = None) -> None:
     for job in jobs:
         failure = await handlers.send(deps or world.deps, job)
         async with transaction(world.engine) as conn:
-            await handlers.record(conn, deps or world.deps, job, failure)
+            await handlers.record(MailerRepository(conn), deps or world.deps, job, failure)
 
 
 async def rows(world: World) -> list[Any]:
@@ -159,8 +159,8 @@ async def test_two_senders_never_claim_the_same_email(world: World) -> None:
     async with world.engine.connect() as first, world.engine.connect() as second:
         await first.begin()
         await second.begin()
-        mine = await handlers.claim_due(first, world.deps, limit=2)
-        theirs = await handlers.claim_due(second, world.as_worker("worker-b"), limit=2)
+        mine = await handlers.claim_due(MailerRepository(first), world.deps, limit=2)
+        theirs = await handlers.claim_due(MailerRepository(second), world.as_worker("worker-b"), limit=2)
         await first.commit()
         await second.commit()
     assert (len(mine), len(theirs)) == (2, 1)
@@ -246,7 +246,7 @@ async def test_token_sealed_with_another_key_fails_without_retrying(world: World
         binding = TokenBinding(tenant="acme", email="ann@example.test", purpose="reset",
                                expires_at=datetime.fromisoformat(EXPIRES))
         foreign = MailTokenCipher(new_mail_token_key()).seal("x", binding)
-        await handlers.request_email(conn, world.deps, tenant="acme", kind=Kind.RESET, to="ann@example.test",
+        await handlers.request_email(MailerRepository(conn), world.deps, tenant="acme", kind=Kind.RESET, to="ann@example.test",
                                      event_id=uuid.uuid4(), context={"host": "acme.localhost", "token_encrypted": foreign})
     await send_and_record(world, await claim(world))
     [row] = await rows(world)
@@ -283,7 +283,7 @@ async def test_shutdown_lets_the_send_in_flight_finish_and_be_recorded(world: Wo
     slow = SlowTransport()
     sender = Sender(engine=world.engine, deps=replace(world.deps, transport=slow), batch=10, poll_seconds=0.05)
     await request(world)
-    async with sender.running(drain_seconds=5):
+    async with sender.loop.running(drain_seconds=5):
         await asyncio.wait_for(started.wait(), 5)
     [row] = await rows(world)
     assert (row.status, len(slow.sent)) == ("sent", 1)
