@@ -380,6 +380,37 @@ async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str,
     await _live_token(IdentityRepository(conn), deps, org, token, purpose)
 
 
+# --- identity's copies of organizations and locks, fed by tenant's and lockout's events -----------
+
+
+async def save_organization(repo: IdentityRepository, *, slug: str, name: str, settings: dict[str, Any],
+                            domains: list[str] | None = None) -> None:
+    """An organization created (with its ``domains``) or changed (domains untouched)."""
+    await repo.save_tenant(slug=slug, name=name, settings=settings)
+    for host in domains or ():
+        await repo.add_domain(slug=slug, host=host)
+
+
+async def add_domain(repo: IdentityRepository, *, slug: str, host: str) -> None:
+    await repo.add_domain(slug=slug, host=host)
+
+
+async def remove_domain(repo: IdentityRepository, *, slug: str, host: str) -> None:
+    await repo.remove_domain(slug=slug, host=host)
+
+
+async def account_locked(repo: IdentityRepository, *, tenant: str, email: str, source: str | None, until: datetime) -> None:
+    await repo.save_lock(tenant=tenant, email=email, source=source, until=until)
+
+
+async def account_unlocked(repo: IdentityRepository, *, tenant: str, email: str, source: str | None, reason: str) -> None:
+    """An expired lock ends for its own source; an operator or a new password lifts them all. The
+    failures that led to it go too, so they hold back no new attempt (see domain.awaiting_lockout)."""
+    every = reason != "expired"
+    await repo.clear_locks(tenant=tenant, email=email, source=source, every=every)
+    await repo.clear_failures(tenant=tenant, email=email, source=None if every else source)
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 
