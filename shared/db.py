@@ -36,6 +36,8 @@ class AsyncpgDialect(PGDialect_asyncpg):
     with the database fails its first statement within the statement timeout, that request is a
     503, and the pool drops every connection made before it."""
 
+    supports_statement_cache = True  # a subclass must say so again, or SQLAlchemy compiles every statement anew
+
     def do_terminate(self, dbapi_connection: Any) -> None:
         dbapi_connection.driver_connection.terminate()
 
