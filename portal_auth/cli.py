@@ -132,7 +132,7 @@ def _moment(text: str | None, option: str) -> datetime | None:
 
 def _normalized(email: str) -> str:
     """Events carry the normalized address, as accounts are keyed: match what a person types."""
-    from services.identity.domain import InvalidEmail, normalize_email
+    from shared.accounts import InvalidEmail, normalize_email
 
     try:
         return normalize_email(email)

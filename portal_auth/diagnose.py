@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from portal_auth.operator import account_path, admin_client, service_url
 from portal_auth.replay import Filter
 from portal_auth.replay import history as read_history
-from services.identity.domain import InvalidEmail, normalize_email
+from shared.accounts import InvalidEmail, normalize_email
 from shared.events import Envelope
 
 CAUSES = {

@@ -13,35 +13,34 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.lockout.rebuild import RebuildNotSettled, RebuildSummary, differences
 from shared import events
 from shared.db import make_engine, transaction
 from shared.eventlog import LogReader
-from shared.events import EVENT_TYPES, Envelope
 from shared.kafka import Handler
 from shared.messaging import AppliedEvents
+from shared.replay import Replayer
 
 TENANT_EVENTS = (events.TenantCreated, events.TenantUpdated, events.DomainAdded, events.DomainRemoved)
 
 
 @dataclass(frozen=True)
 class Copies:
-    """What a service keeps of others' state: its tables, the topics and handlers that feed them."""
+    """What a service keeps of others' state: its tables, the topics and subscribers that feed them."""
 
     schema: str
     metadata: sa.MetaData
     tables: tuple[str, ...]
     topics: tuple[str, ...]
-    handlers: Mapping[type[events.Event], Handler]
+    subscribers: Mapping[type[events.Event], Handler]
     # Tables the handlers also write that are the service's own state, not copies (identity's
     # failures, which an unlock clears): made in the scratch schema so the handlers run, never compared.
     own_tables: tuple[str, ...] = ()
@@ -52,14 +51,14 @@ def copies_of(service: str) -> Copies:
         from services.identity import consumers as identity
         from services.identity.tables import metadata as identity_tables
 
-        return Copies("identity", identity_tables, ("tenants", "domains", "locks"), identity.TOPICS, identity.HANDLERS,
+        return Copies("identity", identity_tables, ("tenants", "domains", "locks"), identity.TOPICS, identity.subscribers(),
                       own_tables=("failures",))
     if service == "mailer":
         from services.mailer import consumers as mailer
         from services.mailer.tables import metadata as mailer_tables
 
         feeding: dict[type[events.Event], Handler] = {
-            kind: handler for kind, handler in mailer.handlers_for(None).items()  # type: ignore[arg-type]
+            kind: handler for kind, handler in mailer.subscribers(None).items()  # type: ignore[arg-type]
             if kind in TENANT_EVENTS}  # the emails' handler (which needs the sender) is not a copy
         return Copies("mailer", mailer_tables, ("organizations",), (events.TENANT_TOPIC,), feeding)
     raise ValueError(f"no copies to rebuild for {service!r}")
@@ -82,7 +81,8 @@ async def rebuild_copies(service: str, database_url: str, bootstrap_servers: str
             await conn.execute(sa.text(f'CREATE SCHEMA "{scratch}"'))
             await conn.run_sync(copies.metadata.create_all, tables=_tables(copies, "applied_events", *copies.own_tables))
         async with LogReader(bootstrap_servers, copies.topics, client_id=f"{service}-copies-rebuild") as log:
-            replayer = _Replayer(engine, copies, scratch)
+            applied = AppliedEvents(copies.metadata.tables[f"{copies.schema}.applied_events"])
+            replayer = Replayer(subscribers=copies.subscribers, applied=applied, transaction=lambda: _in(engine, copies, scratch))
             await replayer.apply(await log.read_to_end())
             deadline = time.monotonic() + settle_seconds
             while True:
@@ -111,32 +111,6 @@ async def _in(engine: AsyncEngine, copies: Copies, scratch: str) -> AsyncIterato
         yield await conn.execution_options(schema_translate_map={copies.schema: scratch})
 
 
-class _Replayer:
-    def __init__(self, engine: AsyncEngine, copies: Copies, scratch: str) -> None:
-        self.engine, self.copies, self.scratch = engine, copies, scratch
-        self.applied = AppliedEvents(copies.metadata.tables[f"{copies.schema}.applied_events"])
-        self.read = self.applied_count = 0
-        self.consumed: set[uuid.UUID] = set()
-
-    async def apply(self, envelopes: Sequence[Envelope]) -> None:
-        if not envelopes:
-            return
-        async with _in(self.engine, self.copies, self.scratch) as conn:
-            for envelope in envelopes:
-                self.read += 1
-                handler = self.copies.handlers.get(EVENT_TYPES.get(envelope.type))  # type: ignore[arg-type]
-                if handler is None:
-                    continue
-                try:
-                    event = envelope.event()
-                except (ValueError, ValidationError):
-                    continue  # the live consumer dead-lettered it as well
-                self.consumed.add(envelope.event_id)
-                if await self.applied.first_time(conn, envelope):
-                    await handler(conn, envelope, event)
-                    self.applied_count += 1
-
-
 async def _applied_among(conn: AsyncConnection, copies: Copies, ids: set[uuid.UUID]) -> set[uuid.UUID]:
     table = copies.metadata.tables[f"{copies.schema}.applied_events"]
     found: set[uuid.UUID] = set()
@@ -158,7 +132,7 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-async def _finish(live: AsyncConnection, copies: Copies, scratch: str, replayer: _Replayer, *, pending: int,
+async def _finish(live: AsyncConnection, copies: Copies, scratch: str, replayer: Replayer, *, pending: int,
                   replace: bool) -> CopiesSummary:
     tables = _tables(copies)
     for table in tables:  # hold the live consumer off while comparing (and replacing)

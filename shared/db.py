@@ -110,6 +110,17 @@ def record(kind: type[R], row: sa.Row[Any] | None) -> R | None:
     return kind(**{name: fields[name] for name in getattr(kind, "__dataclass_fields__")})  # noqa: B009
 
 
+def lock_key(name: str) -> sa.ColumnElement[int]:
+    """The 64-bit advisory-lock key of ``name`` (PostgreSQL's own hash of it)."""
+    return sa.func.hashtextextended(name, 0)
+
+
+async def hold(conn: AsyncConnection, name: str) -> None:
+    """Take the transaction-scoped advisory lock ``name``, waiting for whoever holds it: writers
+    of one thing (an account, a recipient) go one transaction at a time, released at its end."""
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(name))))
+
+
 async def ping(engine: AsyncEngine) -> bool:
     try:
         async with transaction(engine) as conn:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.db import DatabaseUnavailable, transaction
 from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, dlq_topic
 from shared.failpoints import crash_here
+from shared.loop import AT_ONCE, PollLoop
 from shared.messaging import AppliedEvents
 
 log = logging.getLogger(__name__)
@@ -125,39 +126,28 @@ class OutboxRelay:
     def __init__(self, *, engine: AsyncEngine, table: sa.Table, producer: Callable[[], AIOKafkaProducer],
                  connected: asyncio.Event, batch: int = 500, idle_seconds: float = 1.0) -> None:
         self._engine, self._table, self._new_producer, self._connected = engine, table, producer, connected
-        self._batch, self._idle = batch, idle_seconds
+        self._batch = batch
         self._lock_id = zlib.crc32(f"outbox:{table.fullname}".encode())
-        self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self.loop = PollLoop("outbox relay", self._round, idle=idle_seconds)
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     async def run(self) -> None:
-        while True:
-            await self._connected.wait()
-            try:
-                sent = await self.relay_once()
-            except Exception as exc:  # noqa: BLE001 - the rows stay in the outbox for the next try
-                log.warning("outbox relay: %r", exc)
-                sent = 0
-                await asyncio.sleep(1.0)
-            if sent is None:  # another process's relay is sending; it may have missed our rows
-                await asyncio.sleep(BUSY_RETRY_SECONDS)
-            elif sent < self._batch:
-                await self._sleep()
+        await self.loop.run()
+
+    async def _round(self) -> float | None:
+        await self._connected.wait()
+        sent = await self.relay_once()
+        if sent is None:  # another process's relay is sending; it may have missed our rows
+            return BUSY_RETRY_SECONDS
+        return AT_ONCE if sent >= self._batch else None
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             await _quietly(producer.stop())
-
-    async def _sleep(self) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), self._idle)
-        except TimeoutError:
-            pass
-        self._wake.clear()
 
     async def relay_once(self) -> int | None:
         """How many rows were sent; None when another relay of the service held the lock."""

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import make_engine, ping
 from shared.events import Event
 from shared.http import health_router
+from shared.loop import PollLoop
 from shared.kafka import EventConsumer, Handler, OutboxRelay, keep_connected, make_broker, make_producer, subscribe
 from shared.messaging import AppliedEvents, Outbox, applied_events_table, outbox_table
 from shared.settings import ServiceSettings
@@ -32,11 +33,12 @@ class Runtime:
     engine: AsyncEngine
     broker: KafkaBroker
     outbox: Outbox
-    applied: AppliedEvents
+    applied: AppliedEvents | None  # None for a service that consumes no events
     relay: OutboxRelay
     connected: asyncio.Event
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _beside: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    _loops: list[tuple[PollLoop, float]] = field(default_factory=list)
 
     @classmethod
     def build(cls, *, name: str, settings: ServiceSettings, metadata: sa.MetaData) -> Runtime:
@@ -47,23 +49,31 @@ class Runtime:
         relay = OutboxRelay(engine=engine, table=out, connected=connected,
                             producer=lambda: make_producer(settings.kafka_bootstrap_servers, client_id=name,
                                                            client_options=settings.kafka_client_options()))
-        applied = AppliedEvents(metadata.tables[f"{metadata.schema}.applied_events"])
+        applied_table = metadata.tables.get(f"{metadata.schema}.applied_events")
+        applied = AppliedEvents(applied_table) if applied_table is not None else None
         return cls(name, settings, engine, broker, Outbox(out, producer=name), applied, relay, connected)
 
-    def consume(self, *, topics: tuple[str, ...], handlers: Mapping[type[Event], Handler],
+    def consume(self, *, topics: tuple[str, ...], subscribers: Mapping[type[Event], Handler],
                 after_commit: Callable[[], None] | None = None) -> None:
         """Subscribe this service's consumer group to ``topics``, applying each event once. After
         each commit the outbox relay wakes (and ``after_commit``, for work the event queued)."""
+        if self.applied is None:
+            raise RuntimeError(f"{self.name}'s tables have no applied-events record: service_metadata(consumes=True)")
         def woken() -> None:
             self.relay.wake()
             if after_commit is not None:
                 after_commit()
-        consumer = EventConsumer(engine=self.engine, applied=self.applied, handlers=handlers, after_commit=woken)
+        consumer = EventConsumer(engine=self.engine, applied=self.applied, handlers=subscribers, after_commit=woken)
         subscribe(self.broker, topics=topics, group_id=self.name, consume=consumer)
 
     def beside(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``work`` as a task for as long as the runtime runs (started and cancelled with it)."""
         self._beside.append(work)
+
+    def loop(self, loop: PollLoop, *, drain_seconds: float = 0.0) -> None:
+        """Run ``loop`` for as long as the runtime runs. On stop it starts no new round and has
+        ``drain_seconds`` to end the one in flight, while the rest of the runtime still runs."""
+        self._loops.append((loop, drain_seconds))
 
     def health(self) -> APIRouter:
         async def kafka_up() -> bool:
@@ -80,8 +90,12 @@ class Runtime:
             asyncio.create_task(self.relay.run()),
             *(asyncio.create_task(work()) for work in self._beside),
         ]
+        for loop, _ in self._loops:
+            loop.start()
 
     async def stop(self) -> None:
+        for loop, drain_seconds in self._loops:
+            await loop.finish(drain_seconds=drain_seconds)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -101,11 +115,13 @@ class Runtime:
             await self.stop()
 
 
-def service_metadata(schema: str) -> sa.MetaData:
-    """A service's tables live in its own schema, next to its outbox and applied-events record."""
+def service_metadata(schema: str, *, consumes: bool = True) -> sa.MetaData:
+    """A service's tables live in its own schema, next to its outbox and, if it ``consumes``
+    events, its applied-events record."""
     metadata = sa.MetaData(schema=schema)
     outbox_table(metadata)
-    applied_events_table(metadata)
+    if consumes:
+        applied_events_table(metadata)
     return metadata
 
 

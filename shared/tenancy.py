@@ -10,12 +10,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from shared.accounts import MIN_PASSWORD_LENGTH
 from shared.text import PlainText
 
 MINUTE = 60
 DAY = 86400
-MIN_PASSWORD_LENGTH = 12  # the contract's floor: no organization may go below it
-MAX_PASSWORD_LENGTH = 128  # a minimum above this would turn away every passphrase manager's output
+# The highest minimum length an organization may ask for: a higher one would turn away every
+# passphrase manager's output. (Passwords themselves may be longer: identity takes up to 1024.)
+HIGHEST_MIN_PASSWORD_LENGTH = 128
 
 
 class LockoutSettings(BaseModel):
@@ -41,7 +43,7 @@ class LockoutSettings(BaseModel):
 class PasswordSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_length: StrictInt = Field(MIN_PASSWORD_LENGTH, ge=MIN_PASSWORD_LENGTH, le=MAX_PASSWORD_LENGTH)
+    min_length: StrictInt = Field(MIN_PASSWORD_LENGTH, ge=MIN_PASSWORD_LENGTH, le=HIGHEST_MIN_PASSWORD_LENGTH)
 
 
 class TokenSettings(BaseModel):

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -92,6 +93,17 @@ def gateway(system: System, workdir: Path) -> Iterator[str]:
     assert process is not None, "nginx is not installed (apt-get install nginx-light)"
     yield f"http://127.0.0.1:{port}"
     process.stop()
+
+
+async def new_database(infra: Infrastructure, prefix: str) -> str:
+    """The URL of a new, empty database on the tests' PostgreSQL, for tests that need one alone."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(infra.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'create database "{name}"')
+    finally:
+        await conn.close()
+    return f"{infra.database_url.rsplit('/', 1)[0]}/{name}"
 
 
 @dataclass(frozen=True)

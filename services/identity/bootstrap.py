@@ -21,7 +21,7 @@ from shared.secrets import MailTokenCipher
 def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     settings = settings or IdentitySettings()
     runtime = Runtime.build(name="identity", settings=settings, metadata=metadata)
-    runtime.consume(topics=consumers.TOPICS, handlers=consumers.HANDLERS)
+    runtime.consume(topics=consumers.TOPICS, subscribers=consumers.subscribers())
     memory = LiveCopies(engine=runtime.engine, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=runtime.name,
                         client_options=settings.kafka_client_options())
     runtime.beside(memory.run)

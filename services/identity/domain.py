@@ -10,21 +10,17 @@ from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 import bcrypt
-from email_validator import EmailNotValidError, validate_email
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from shared.accounts import MIN_PASSWORD_LENGTH
+
 MAX_PASSWORD_CHARS = 1024
-MAX_EMAIL_CHARS = 254
 # At most this many links of one purpose (confirmation, reset) per account in the window: more
 # would let anyone flood a mailbox, and since a new link voids none, asking again voids nothing.
 LINKS_PER_WINDOW = 3
 LINK_WINDOW = timedelta(minutes=15)
 # How long identity waits for lockout's verdict on failures that reached a threshold (see awaiting_lockout).
 LOCKOUT_VERDICT = timedelta(seconds=5)
-
-
-class InvalidEmail(ValueError):
-    pass
 
 
 class PasswordTooShort(ValueError):
@@ -46,18 +42,6 @@ class PasswordTooCommon(ValueError):
 COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
 
 
-def normalize_email(raw: str) -> str:
-    """The account's key within an organization: trimmed, domain in IDNA form, case-folded."""
-    text = unicodedata.normalize("NFC", (raw or "").strip())
-    if not text or len(text) > MAX_EMAIL_CHARS:
-        raise InvalidEmail(raw)
-    try:
-        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
-    except EmailNotValidError as exc:
-        raise InvalidEmail(raw) from exc
-    return f"{result.local_part.lower()}@{result.ascii_domain.lower()}"
-
-
 def normalize_password(password: str) -> str:
     """NFKC, so the same password typed on two keyboards (full-width digits, composed accents) matches."""
     return unicodedata.normalize("NFKC", password)
@@ -70,8 +54,8 @@ def check_password(password: str, *, min_length: int) -> str:
     typed = unicodedata.normalize("NFC", password)
     if len(typed) > MAX_PASSWORD_CHARS:
         raise PasswordTooLong()
-    if len(typed) < max(12, min_length):
-        raise PasswordTooShort(max(12, min_length))
+    if len(typed) < max(MIN_PASSWORD_LENGTH, min_length):
+        raise PasswordTooShort(max(MIN_PASSWORD_LENGTH, min_length))
     normalized = normalize_password(password)
     if is_common(normalized):
         raise PasswordTooCommon()

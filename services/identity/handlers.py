@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +23,8 @@ from services.identity.domain import Refused, SessionPolicy
 from services.identity.memory import LiveCopies
 from services.identity.repository import IdentityRepository
 from shared import events
+from shared.accounts import InvalidEmail, normalize_email
+from shared.clock import utcnow
 from shared.messaging import Outbox
 from shared.secrets import MailTokenCipher, TokenBinding, new_token, token_hash
 from shared.tenancy import TenantSettings
@@ -32,10 +34,6 @@ CONFIRM, RESET, UNLOCK = events.UserRegistered.PURPOSE, events.ResetRequested.PU
 UNLOCK_TTL = timedelta(minutes=30)
 FIND_PORTAL_INTERVAL = timedelta(minutes=15)
 T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class PasswordHasher:
@@ -378,13 +376,44 @@ async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str,
     await _live_token(IdentityRepository(conn), deps, org, token, purpose)
 
 
+# --- identity's copies of organizations and locks, fed by tenant's and lockout's events -----------
+
+
+async def save_organization(repo: IdentityRepository, *, slug: str, name: str, settings: dict[str, Any],
+                            domains: list[str] | None = None) -> None:
+    """An organization created (with its ``domains``) or changed (domains untouched)."""
+    await repo.save_tenant(slug=slug, name=name, settings=settings)
+    for host in domains or ():
+        await repo.add_domain(slug=slug, host=host)
+
+
+async def add_domain(repo: IdentityRepository, *, slug: str, host: str) -> None:
+    await repo.add_domain(slug=slug, host=host)
+
+
+async def remove_domain(repo: IdentityRepository, *, slug: str, host: str) -> None:
+    await repo.remove_domain(slug=slug, host=host)
+
+
+async def account_locked(repo: IdentityRepository, *, tenant: str, email: str, source: str | None, until: datetime) -> None:
+    await repo.save_lock(tenant=tenant, email=email, source=source, until=until)
+
+
+async def account_unlocked(repo: IdentityRepository, *, tenant: str, email: str, source: str | None, reason: str) -> None:
+    """An expired lock ends for its own source; an operator or a new password lifts them all. The
+    failures that led to it go too, so they hold back no new attempt (see domain.awaiting_lockout)."""
+    every = reason != "expired"
+    await repo.clear_locks(tenant=tenant, email=email, source=source, every=every)
+    await repo.clear_failures(tenant=tenant, email=email, source=None if every else source)
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 
 def _email(raw: str) -> str:
     try:
-        return domain.normalize_email(raw)
-    except domain.InvalidEmail:
+        return normalize_email(raw)
+    except InvalidEmail:
         raise Refused("invalid_email") from None
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.identity.domain import RecentFailures
 from services.identity.tables import domains, failures, locks, portal_lookups, sessions, tenants, tokens, users
-from shared.db import record
+from shared.db import hold, lock_key, record
 
 ALL_SOURCES = ""
 
@@ -64,8 +64,13 @@ class Session:
     display_name: str | None
 
 
+def _account_lock(tenant: str, email: str) -> str:
+    """The advisory lock every attempt on an account takes (logins try it, a reset waits for it)."""
+    return f"login:{tenant}:{email}"
+
+
 def _account_key(tenant: str, email: str) -> sa.ColumnElement[int]:
-    return sa.func.hashtextextended(f"login:{tenant}:{email}", 0)
+    return lock_key(_account_lock(tenant, email))
 
 
 class IdentityRepository:
@@ -122,7 +127,7 @@ class IdentityRepository:
 
     async def wait_for_account(self, *, tenant: str, email: str) -> None:
         """Take the same lock, waiting: a password change waits for a login in flight to finish."""
-        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_account_key(tenant, email))))
+        await hold(self.conn, _account_lock(tenant, email))
 
     # --- failed logins seen here, until lockout's verdict arrives -------------------------------
 

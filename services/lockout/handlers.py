@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -16,15 +16,12 @@ from services.lockout import domain
 from services.lockout.domain import EVERY_SOURCE, Lock, Policy, Standing
 from services.lockout.repository import LockoutRepository
 from shared import events
+from shared.clock import utcnow
 from shared.events import Envelope
 from shared.messaging import Outbox
 from shared.tenancy import LockoutSettings
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Announce(Protocol):

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.identity.domain import InvalidEmail, normalize_email
+from shared.accounts import InvalidEmail, normalize_email
 from services.lockout import handlers
 from services.lockout.domain import Standing
 from services.lockout.repository import LockoutRepository
+from shared.clock import utcnow
 from shared.db import transaction
 from shared.events import Actor
 from shared.http import Problem, admin_actor, admin_guard, problem_response, problem_responses
@@ -34,7 +35,7 @@ def public(standing: Standing) -> dict[str, Any]:
     }
 
 
-def routes(runtime: Runtime, *, clock: Callable[[], datetime] = handlers.utcnow) -> APIRouter:
+def routes(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> APIRouter:
     router = APIRouter(prefix="/admin/lockouts", dependencies=[Depends(admin_guard(runtime.settings.admin_token))],
                        responses=problem_responses("unauthorized", "organization_not_found", "invalid_email", "validation_error"))
 

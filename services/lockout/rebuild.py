@@ -16,22 +16,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.lockout.consumers import REPLAY_TOPICS, replay_subscribers, subscribers
 from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared.db import make_engine, transaction
 from shared.eventlog import LogReader
-from shared.events import EVENT_TYPES, Envelope
 from shared.messaging import AppliedEvents
+from shared.replay import Replayer
 
-BATCH = 200  # events per transaction while replaying
 LIVE_TYPES = frozenset(cls.TYPE for cls in subscribers(None))  # what the live consumer applies
 
 
@@ -74,16 +71,18 @@ async def rebuild(database_url: str, bootstrap_servers: str, *, replace: bool = 
             await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
             await conn.run_sync(metadata.create_all)
         async with LogReader(bootstrap_servers, REPLAY_TOPICS, client_id="lockout-rebuild") as log:
-            replayer = Replayer(engine, scratch)
+            replayer = Replayer(subscribers=replay_subscribers(scratch), applied=AppliedEvents(scratch.applied_events),
+                                transaction=lambda: transaction(engine), live_types=LIVE_TYPES)
             await replayer.apply(await log.read_to_end())
-            return await _settle(engine, log, replayer, replace=replace, deadline=time.monotonic() + settle_seconds)
+            return await _settle(engine, log, replayer, scratch, replace=replace, deadline=time.monotonic() + settle_seconds)
     finally:
         async with transaction(engine) as conn:
             await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await engine.dispose()
 
 
-async def _settle(engine: AsyncEngine, log: LogReader, replayer: Replayer, *, replace: bool, deadline: float) -> RebuildSummary:
+async def _settle(engine: AsyncEngine, log: LogReader, replayer: Replayer, scratch: Tables, *, replace: bool,
+                 deadline: float) -> RebuildSummary:
     """Compare or replace once the live consumer has applied every event the log holds.
 
     A replace must not happen before that: the rebuild applied the pending events silently, and
@@ -102,17 +101,18 @@ async def _settle(engine: AsyncEngine, log: LogReader, replayer: Replayer, *, re
             if not pending or time.monotonic() > deadline:
                 if replace and pending:
                     raise RebuildNotSettled(len(pending))
-                return await _finish(live, replayer, pending=len(pending), replace=replace)
+                return await _finish(live, replayer, scratch, pending=len(pending), replace=replace)
         await asyncio.sleep(0.2)
 
 
-async def _finish(live: LockoutRepository, replayer: Replayer, *, pending: int, replace: bool) -> RebuildSummary:
-    rebuilt = await LockoutRepository(live.conn, replayer.tables).snapshot()
+async def _finish(live: LockoutRepository, replayer: Replayer, scratch: Tables, *, pending: int,
+                  replace: bool) -> RebuildSummary:
+    rebuilt = await LockoutRepository(live.conn, scratch).snapshot()
     summary = RebuildSummary(events_read=replayer.read, events_applied=replayer.applied_count,
                              rows={name: len(rows) for name, rows in rebuilt.items()},
                              differences=differences(await live.snapshot(), rebuilt))
     if replace:
-        await live.replace_with(replayer.tables)
+        await live.replace_with(scratch)
         summary.replaced = True
     else:
         summary.not_yet_applied_live = pending
@@ -125,35 +125,3 @@ def differences(live: dict[str, set[tuple[Any, ...]]], rebuilt: dict[str, set[tu
              for where, rows in (("live", live[table] - rebuilt[table]), ("rebuilt", rebuilt[table] - live[table]))
              for row in sorted(rows, key=repr)]
     return found[:limit] + ([f"... and {len(found) - limit} more"] if len(found) > limit else [])
-
-
-class Replayer:
-    """Applies events to a set of tables through the replay subscribers, each event once."""
-
-    def __init__(self, engine: AsyncEngine, tables: Tables) -> None:
-        self.engine, self.tables = engine, tables
-        self.handlers = replay_subscribers(tables)
-        self.applied = AppliedEvents(tables.applied_events)
-        self.read = self.applied_count = 0
-        self.consumed: set[uuid.UUID] = set()  # ids of the events the live consumer applies too
-
-    async def apply(self, envelopes: Sequence[Envelope]) -> None:
-        for start in range(0, len(envelopes), BATCH):
-            async with transaction(self.engine) as conn:
-                for envelope in envelopes[start:start + BATCH]:
-                    await self._apply(conn, envelope)
-
-    async def _apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
-        self.read += 1
-        handler = self.handlers.get(EVENT_TYPES.get(envelope.type))  # type: ignore[arg-type]
-        if handler is None:
-            return
-        try:
-            event = envelope.event()
-        except (ValueError, ValidationError):
-            return  # the live consumer dead-lettered it as well
-        if envelope.type in LIVE_TYPES:
-            self.consumed.add(envelope.event_id)
-        if await self.applied.first_time(conn, envelope):
-            await handler(conn, envelope, event)
-            self.applied_count += 1

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.lockout.domain import EVERY_SOURCE, Failure, Lock
 from services.lockout.tables import SCHEMA, applied_events, failures, locks, tenants
+from shared.db import hold
 
 ALL_SOURCES = ""  # how EVERY_SOURCE is stored: a primary key cannot hold NULL
 
@@ -56,8 +57,7 @@ class LockoutRepository:
 
     async def serialize(self, *, tenant: str, email: str) -> None:
         """Take the account's transaction lock: its events and its operator act on it one at a time."""
-        key = sa.func.hashtextextended(f"lockout:{self.t.schema}:{tenant}:{email}", 0)
-        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        await hold(self.conn, f"lockout:{self.t.schema}:{tenant}:{email}")
 
     # --- copies of the tenant service's organizations -----------------------------------------
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -55,14 +53,10 @@ def create_app(settings: MailerSettings | None = None) -> FastAPI:
     mailer = deps(settings, runtime)
     sender = Sender(engine=runtime.engine, deps=mailer, batch=settings.mailer_batch,
                     poll_seconds=settings.mailer_poll_seconds, after_record=runtime.relay.wake)
-    runtime.consume(topics=consumers.TOPICS, handlers=consumers.handlers_for(mailer), after_commit=sender.wake)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.lifespan(app), sender.running(drain_seconds=settings.send_budget_seconds):
-            yield
-
-    app = FastAPI(title="portal-auth mailer", lifespan=lifespan)
+    runtime.consume(topics=consumers.TOPICS, subscribers=consumers.subscribers(mailer), after_commit=sender.wake)
+    # On shutdown the sender claims nothing more, and the sends in flight are recorded.
+    runtime.loop(sender.loop, drain_seconds=settings.send_budget_seconds)
+    app = FastAPI(title="portal-auth mailer", lifespan=runtime.lifespan)
     app.state.runtime, app.state.deps, app.state.settings = runtime, mailer, settings
     install_problem_handlers(app)
     declare_admin_token(app)

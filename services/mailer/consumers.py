@@ -1,4 +1,5 @@
-"""The mailer's subscribers: requests for emails from identity, and its own copy of organizations."""
+"""The mailer's Kafka entrypoints: requests for emails from identity, and its own copy of
+organizations from tenant. Each subscriber takes the event and calls one handler."""
 
 from __future__ import annotations
 
@@ -31,28 +32,30 @@ async def email_requested(conn: AsyncConnection, envelope: Envelope, event: even
     purpose = getattr(type(event), "PURPOSE", None)
     if purpose is not None:  # what the event's token must have been sealed for
         context[domain.TOKEN_PURPOSE] = purpose
-    await handlers.request_email(conn, deps, tenant=envelope.tenant, kind=KINDS[type(event)], to=event.email,
+    await handlers.request_email(MailerRepository(conn), deps, tenant=envelope.tenant, kind=KINDS[type(event)], to=event.email,
                                  event_id=envelope.event_id, context=context)
 
 
 async def tenant_created(conn: AsyncConnection, envelope: Envelope, event: events.TenantCreated) -> None:
-    await MailerRepository(conn).save_organization(slug=event.slug, name=event.name, settings=event.settings,
-                                                   domains=event.domains)
+    await handlers.save_organization(MailerRepository(conn), slug=event.slug, name=event.name, settings=event.settings,
+                                     domains=event.domains)
 
 
 async def tenant_updated(conn: AsyncConnection, envelope: Envelope, event: events.TenantUpdated) -> None:
-    await MailerRepository(conn).save_organization(slug=event.slug, name=event.name, settings=event.settings, domains=None)
+    await handlers.save_organization(MailerRepository(conn), slug=event.slug, name=event.name, settings=event.settings,
+                                     domains=None)
 
 
 async def domain_added(conn: AsyncConnection, envelope: Envelope, event: events.DomainAdded) -> None:
-    await MailerRepository(conn).add_domain(slug=event.slug, host=event.host)
+    await handlers.add_domain(MailerRepository(conn), slug=event.slug, host=event.host)
 
 
 async def domain_removed(conn: AsyncConnection, envelope: Envelope, event: events.DomainRemoved) -> None:
-    await MailerRepository(conn).remove_domain(slug=event.slug, host=event.host)
+    await handlers.remove_domain(MailerRepository(conn), slug=event.slug, host=event.host)
 
 
-def handlers_for(deps: Deps) -> dict[type[events.Event], Handler]:
+def subscribers(deps: Deps) -> dict[type[events.Event], Handler]:
+    """Which subscriber takes each event the mailer consumes."""
     return {
         **{event_type: partial(email_requested, deps=deps) for event_type in KINDS},
         events.TenantCreated: tenant_created,

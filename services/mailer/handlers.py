@@ -1,7 +1,8 @@
 """The mailer's use cases: take a request for an email, claim due emails, send one, record the outcome.
 
-Each that touches the database runs inside one transaction opened by its entrypoint; sending
-runs outside any transaction, between the claim and the record.
+Each that touches the database takes the repository of one transaction opened by its entrypoint
+(the events it writes go into the outbox in that transaction); sending runs outside any
+transaction, between the claim and the record.
 """
 
 from __future__ import annotations
@@ -9,23 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.mailer import domain
 from services.mailer.domain import DeliveryFailure, Email, Kind, Organization, Rendered, RetryPolicy, Status, Undeliverable
 from services.mailer.repository import MailerRepository
 from shared import events
+from shared.clock import utcnow
 from shared.messaging import Outbox
 from shared.secrets import MailTokenCipher, TokenBinding, TokenMismatch
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Transport(Protocol):
@@ -60,10 +56,10 @@ class Job:
     org: Organization | None
 
 
-async def request_email(conn: AsyncConnection, deps: Deps, *, tenant: str, kind: Kind, to: str,
+async def request_email(repo: MailerRepository, deps: Deps, *, tenant: str, kind: Kind, to: str,
                         event_id: Any, context: dict[str, Any]) -> Status | None:
     """Queue one email for an event, or record it as throttled; None if this event was queued before."""
-    repo, now = MailerRepository(conn), deps.clock()
+    now = deps.clock()
     await repo.serialize_recipient(tenant=tenant, to=to)
     recent = await repo.count_since(tenant=tenant, to=to, since=now - domain.THROTTLE_WINDOW)
     status = domain.admit(kind, recent, limit=deps.throttle_per_hour)
@@ -73,8 +69,33 @@ async def request_email(conn: AsyncConnection, deps: Deps, *, tenant: str, kind:
     return status if added else None
 
 
-async def claim_due(conn: AsyncConnection, deps: Deps, *, limit: int) -> list[Job]:
-    repo, now = MailerRepository(conn), deps.clock()
+async def save_organization(repo: MailerRepository, *, slug: str, name: str, settings: dict[str, Any],
+                            domains: list[str] | None) -> None:
+    """The mailer's copy of an organization: domains replaced when given (created), kept when not."""
+    await repo.save_organization(slug=slug, name=name, settings=settings, domains=domains)
+
+
+async def add_domain(repo: MailerRepository, *, slug: str, host: str) -> None:
+    await repo.add_domain(slug=slug, host=host)
+
+
+async def remove_domain(repo: MailerRepository, *, slug: str, host: str) -> None:
+    await repo.remove_domain(slug=slug, host=host)
+
+
+async def listing(repo: MailerRepository, *, tenant: str | None, to: str | None, status: Status | None,
+                  limit: int) -> list[dict[str, Any]]:
+    """The newest emails first, without their context: operators see what happened, never a token."""
+    return await repo.listing(tenant=tenant, to=to, status=status.value if status else None, limit=limit)
+
+
+async def queue_counts(repo: MailerRepository, outbox: Outbox) -> tuple[dict[Status, int], int]:
+    """The queue by status, and how many of the mailer's events wait in its outbox."""
+    return await repo.count_by_status(), await repo.count_unsent(outbox.table)
+
+
+async def claim_due(repo: MailerRepository, deps: Deps, *, limit: int) -> list[Job]:
+    now = deps.clock()
     claimed = await repo.claim_due(now=now, lease_until=now + deps.lease, worker=deps.worker, limit=limit)
     orgs = await repo.organizations({row.tenant for row in claimed}) if claimed else {}
     return [Job(row, orgs.get(row.tenant)) for row in claimed]
@@ -128,12 +149,12 @@ def _opened(deps: Deps, row: Any, context: dict[str, Any]) -> str | None:
         raise Undeliverable("the link's token was not sealed with this mailer's MAIL_TOKEN_KEY") from None
 
 
-async def record(conn: AsyncConnection, deps: Deps, job: Job, failure: DeliveryFailure | None) -> None:
+async def record(repo: MailerRepository, deps: Deps, job: Job, failure: DeliveryFailure | None) -> None:
     """Sent, tried again later, or given up: with EmailSent or EmailFailed in the same transaction."""
-    repo, row, now = MailerRepository(conn), job.email, deps.clock()
+    row, now = job.email, deps.clock()
     if failure is None:
         if await repo.mark_sent(row, now=now):
-            await deps.outbox.add(conn, events.EmailSent(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key),
+            await deps.outbox.add(repo.conn, events.EmailSent(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key),
                                   tenant=row.tenant)
         else:
             log.warning("email %s was sent after its lease ran out; another sender may send it too", row.dedup_key)
@@ -142,5 +163,5 @@ async def record(conn: AsyncConnection, deps: Deps, job: Job, failure: DeliveryF
     if isinstance(decision, domain.Retry):
         await repo.reschedule(row, at=decision.at, error=str(failure))
     elif await repo.mark_failed(row, error=decision.reason):
-        await deps.outbox.add(conn, events.EmailFailed(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key,
+        await deps.outbox.add(repo.conn, events.EmailFailed(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key,
                                                        reason=decision.reason), tenant=row.tenant)

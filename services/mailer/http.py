@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from services.mailer import handlers
 from services.mailer.domain import Status
 from services.mailer.repository import MailerRepository
 from shared.db import transaction
@@ -21,10 +22,8 @@ def routes(runtime: Runtime) -> APIRouter:
     @admin.get("")
     async def listing(tenant: PlainText | None = None, to: PlainText | None = None, status: Status | None = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-        """The newest emails first, without their context: operators see what happened, never a token."""
         async with transaction(runtime.engine) as conn:
-            rows = await MailerRepository(conn).listing(tenant=tenant, to=to, status=status.value if status else None,
-                                                        limit=limit)
+            rows = await handlers.listing(MailerRepository(conn), tenant=tenant, to=to, status=status, limit=limit)
         return {"emails": rows}
 
     return admin
@@ -35,9 +34,7 @@ def metrics(runtime: Runtime) -> APIRouter:
     the database at each scrape, so every mailer process answers for the whole queue."""
     async def collect() -> list[Metric]:
         async with transaction(runtime.engine) as conn:
-            repo = MailerRepository(conn)
-            by_status = await repo.count_by_status()
-            unsent = await repo.count_unsent(runtime.outbox.table)
+            by_status, unsent = await handlers.queue_counts(MailerRepository(conn), runtime.outbox)
         return [
             Metric("portal_mailer_emails", "Emails in the mailer's queue by status (all processes)", "gauge",
                    [({"status": status.value}, count) for status, count in by_status.items()]),

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.mailer.domain import SECRET_CONTEXT, Organization, Status
 from services.mailer.tables import emails, organizations
+from shared.db import hold
 
 # Spelled out as in the partial index emails_due, so the planner can use it.
 _UNFINISHED = sa.text("mailer.emails.status in ('queued', 'sending')")
@@ -49,7 +50,7 @@ class MailerRepository:
 
     async def serialize_recipient(self, *, tenant: str, to: str) -> None:
         """Counting and adding an address's emails happen one request at a time."""
-        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"mail:{tenant}:{to}", 0))))
+        await hold(self.conn, f"mail:{tenant}:{to}")
 
     async def count_since(self, *, tenant: str, to: str, since: datetime) -> int:
         return await self.conn.scalar(sa.select(sa.func.count()).where(

@@ -4,16 +4,17 @@ emails, send them, record each outcome. Many processes may run it over one queue
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.mailer import handlers
 from services.mailer.domain import DeliveryFailure
 from services.mailer.handlers import Deps, Job
+from services.mailer.repository import MailerRepository
 from shared.db import DatabaseUnavailable, transaction
+from shared.loop import AT_ONCE, PollLoop
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +39,19 @@ def record_pause(attempt: int, *, left: float) -> float | None:
 class Sender:
     def __init__(self, *, engine: AsyncEngine, deps: Deps, batch: int, poll_seconds: float,
                  after_record: Callable[[], None] = lambda: None) -> None:
-        self._engine, self._deps, self._batch, self._poll = engine, deps, batch, poll_seconds
+        self._engine, self._deps, self._batch = engine, deps, batch
         self._after_record = after_record
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self.loop = PollLoop("sender", self._round, idle=poll_seconds)
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
-    async def run(self) -> None:
-        while not self._stopping:
-            try:
-                sent = await self.send_once()
-            except Exception as exc:  # noqa: BLE001 - the emails stay queued for the next pass
-                log.warning("sender: %s", exc)
-                sent = 0
-                await asyncio.sleep(1.0)
-            if sent < self._batch:
-                await self._sleep()
+    async def _round(self) -> float | None:
+        return AT_ONCE if await self.send_once() >= self._batch else None
 
     async def send_once(self) -> int:
         async with transaction(self._engine) as conn:
-            jobs = await handlers.claim_due(conn, self._deps, limit=self._batch)
+            jobs = await handlers.claim_due(MailerRepository(conn), self._deps, limit=self._batch)
         outcomes = await asyncio.gather(*(self._deliver(job) for job in jobs), return_exceptions=True)
         for error in (o for o in outcomes if isinstance(o, Exception)):
             log.warning("sender: outcome not recorded, the lease will bring the email back: %s", error)
@@ -81,7 +73,7 @@ class Sender:
             attempt += 1
             try:
                 async with transaction(self._engine) as conn:
-                    await handlers.record(conn, self._deps, job, failure)
+                    await handlers.record(MailerRepository(conn), self._deps, job, failure)
             except DatabaseUnavailable as exc:
                 pause = record_pause(attempt, left=lease_ends - loop.time())
                 if pause is None:
@@ -108,20 +100,3 @@ class Sender:
         else:
             log.warning("email %s: its failure (%s) could not be recorded within its lease (%d tries over %.0f s); "
                         "it will be tried again: %s", job.email.dedup_key, failure, tries, seconds, error)
-
-    async def _sleep(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._poll)
-        self._wake.clear()
-
-    @contextlib.asynccontextmanager
-    async def running(self, *, drain_seconds: float) -> AsyncIterator[None]:
-        """Run beside the app; on shutdown, claim nothing more and let sends in flight be recorded."""
-        task = asyncio.create_task(self.run())
-        try:
-            yield
-        finally:
-            self._stopping = True
-            self.wake()
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(task, drain_seconds)

@@ -1,10 +1,9 @@
-"""Tenant's use cases: each checks its input, changes state and writes its event in one transaction."""
+"""Tenant's use cases: each checks its input, changes state through the repository of one
+transaction and writes its event into the outbox in that same transaction."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tenant.domain import (
     InvalidInput,
@@ -25,64 +24,62 @@ class NotFound(Exception):
     pass
 
 
-async def create_tenant(conn: AsyncConnection, outbox: Outbox, *, slug: str, name: str,
+async def create_tenant(repo: TenantRepository, outbox: Outbox, *, slug: str, name: str,
                         domains: list[str], settings: dict[str, Any] | None, actor: Actor) -> dict[str, Any]:
     slug, hosts, clean = check_all(lambda: check_slug(slug), lambda: normalize_hosts(domains),
                                    lambda: check_settings(settings or {}))
-    repo = TenantRepository(conn)
     await repo.add(slug=slug, name=name, settings=clean)
     for host in hosts:
         await repo.add_domain(slug=slug, host=host)
-    await outbox.add(conn, TenantCreated(slug=slug, name=name, domains=hosts, settings=clean, actor=actor), tenant=slug,
+    await outbox.add(repo.conn, TenantCreated(slug=slug, name=name, domains=hosts, settings=clean, actor=actor), tenant=slug,
                      correlation_id=actor.request_id)
     return await _found(repo, slug)
 
 
-async def update_tenant(conn: AsyncConnection, outbox: Outbox, *, slug: str, name: str | None,
+async def update_tenant(repo: TenantRepository, outbox: Outbox, *, slug: str, name: str | None,
                         settings: dict[str, Any] | None, actor: Actor) -> dict[str, Any]:
-    repo = TenantRepository(conn)
     current = await _found(repo, slug, for_update=True)
     new_name, clean = name or current["name"], check_settings(merge_settings(current["settings"], settings or {}))
     if (new_name, clean) == (current["name"], current["settings"]):
         return current  # nothing changed: no event for the copies to apply
     await repo.update(slug, name=new_name, settings=clean)
-    await outbox.add(conn, TenantUpdated(slug=slug, name=new_name, settings=clean, actor=actor), tenant=slug,
+    await outbox.add(repo.conn, TenantUpdated(slug=slug, name=new_name, settings=clean, actor=actor), tenant=slug,
                      correlation_id=actor.request_id)
     return await _found(repo, slug)
 
 
-async def add_domain(conn: AsyncConnection, outbox: Outbox, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
-    repo, host = TenantRepository(conn), normalize_host(host, field="host")
+async def add_domain(repo: TenantRepository, outbox: Outbox, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
+    host = normalize_host(host, field="host")
     await _found(repo, slug, for_update=True)
     if await repo.add_domain(slug=slug, host=host):
-        await outbox.add(conn, DomainAdded(slug=slug, host=host, actor=actor), tenant=slug, correlation_id=actor.request_id)
+        await outbox.add(repo.conn, DomainAdded(slug=slug, host=host, actor=actor), tenant=slug, correlation_id=actor.request_id)
     return await _found(repo, slug)
 
 
-async def remove_domain(conn: AsyncConnection, outbox: Outbox, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
-    repo, host = TenantRepository(conn), normalize_host(host, field="host")
+async def remove_domain(repo: TenantRepository, outbox: Outbox, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
+    host = normalize_host(host, field="host")
     await _found(repo, slug, for_update=True)
     if not await repo.remove_domain(slug=slug, host=host):
         raise NotFound(f"{host} is not a domain of {slug}")
-    await outbox.add(conn, DomainRemoved(slug=slug, host=host, actor=actor), tenant=slug, correlation_id=actor.request_id)
+    await outbox.add(repo.conn, DomainRemoved(slug=slug, host=host, actor=actor), tenant=slug, correlation_id=actor.request_id)
     return await _found(repo, slug)
 
 
-async def show_tenant(conn: AsyncConnection, *, slug: str) -> dict[str, Any]:
-    return await _found(TenantRepository(conn), slug)
+async def show_tenant(repo: TenantRepository, *, slug: str) -> dict[str, Any]:
+    return await _found(repo, slug)
 
 
-async def list_tenants(conn: AsyncConnection) -> list[dict[str, Any]]:
-    return await TenantRepository(conn).list_all()
+async def list_tenants(repo: TenantRepository) -> list[dict[str, Any]]:
+    return await repo.list_all()
 
 
-async def resolve_host(conn: AsyncConnection, *, host: str) -> dict[str, Any] | None:
+async def resolve_host(repo: TenantRepository, *, host: str) -> dict[str, Any] | None:
     """The organization a request to ``host`` (a Host header value, port and all) is for."""
     try:
         name = normalize_host(without_port(host), field="host")
     except InvalidInput:
         return None  # no organization can own a name that is not a host name
-    return await TenantRepository(conn).resolve(name)
+    return await repo.resolve(name)
 
 
 async def _found(repo: TenantRepository, slug: str, *, for_update: bool = False) -> dict[str, Any]:

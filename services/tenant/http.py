@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.tenant import handlers
 from services.tenant.domain import MAX_HOST, SLUG, InvalidInput, Taken
+from services.tenant.repository import TenantRepository
 from shared.db import transaction
 from shared.events import Actor
 from shared.http import Problem, admin_actor, admin_guard, problem_response, problem_responses
@@ -69,7 +70,7 @@ def routes(runtime: Runtime) -> APIRouter:
 
     async def read(handler: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
         async with transaction(engine) as conn:
-            return await handler(conn, **kwargs)
+            return await handler(TenantRepository(conn), **kwargs)
 
     By = Annotated[Actor, Depends(admin_actor)]
 

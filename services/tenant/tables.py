@@ -3,7 +3,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.runtime import service_metadata
 
-metadata = service_metadata("tenant")
+metadata = service_metadata("tenant", consumes=False)  # tenant only publishes
 
 tenants = sa.Table(
     "tenants", metadata,

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -47,6 +48,7 @@ from tests.conftest import ADMIN_TOKEN, records_on, text_of
 SERVICES = ("identity", "lockout", "tenant", "mailer")
 MAX_FAILURES = 5  # the organizations' default lockout.max_failures
 CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
+RETURNING = 2  # workers signing in again to confirmed accounts, beside the lifecycles
 RESTART_TIMEOUT = 240.0  # seconds until a restarted service must be ready: a minute is not enough on a busy machine
 
 
@@ -141,6 +143,9 @@ class Workload:
         self.ledger = Ledger()
         self.stop = asyncio.Event()
         self.lifecycles = 0
+        # confirmed accounts whose owners come back to sign in: most of a portal's traffic, and
+        # the logins that must go on while Kafka (and with it every mail) is away
+        self.returning: list[tuple[Org, str, str]] = []
         self._client = httpx.AsyncClient(base_url=system.url("identity"), timeout=10.0,
                                          limits=httpx.Limits(max_connections=workers * 2))
         self._admin = httpx.AsyncClient(base_url=system.url("tenant"), timeout=10.0,
@@ -148,7 +153,8 @@ class Workload:
 
     async def run(self) -> None:
         try:
-            await asyncio.gather(*(self._worker(n) for n in range(self.workers)), self._operator())
+            await asyncio.gather(*(self._worker(n) for n in range(self.workers)),
+                                 *(self._returning(n) for n in range(RETURNING)), self._operator())
         finally:
             await self._client.aclose()
             await self._admin.aclose()
@@ -158,6 +164,20 @@ class Workload:
         while not self.stop.is_set():
             await self._lifecycle(rng, lock_target=rng.random() < 0.1)
             self.lifecycles += 1
+
+    async def _returning(self, n: int) -> None:
+        """Someone signing in again to an account confirmed earlier: needs no mail, so it goes on
+        whatever happens to Kafka and the mailer."""
+        rng = random.Random(-2 - n)
+        while not self.stop.is_set():
+            if not self.returning:
+                await asyncio.sleep(0.5)
+                continue
+            org, email, password = rng.choice(self.returning)
+            # from wherever they are today: a new address each time, so no per-source limit is met
+            if await self._post(org, _address(rng), "/auth/login", {"email": email, "password": password}) == 200:
+                self.ledger.logins[(org.slug, email)] += 1
+            await asyncio.sleep(0.2)
 
     async def _operator(self) -> None:
         """An administrator who keeps changing organizations' display names: tenant events."""
@@ -185,6 +205,8 @@ class Workload:
         if await self._post(org, source, "/auth/confirm", {"token": token, "password": password}) != 200:
             return
         self.ledger.confirmed.add(key)
+        if not lock_target:
+            self.returning.append((org, email, password))
         for _ in range(2):
             if await self._post(org, source, "/auth/login", {"email": email, "password": password}) == 200:
                 self.ledger.logins[key] += 1
@@ -354,6 +376,8 @@ def partitions_possible() -> str | None:
         return "needs root (iptables, cgroups)"
     if not (CGROUP_ROOT / "cgroup.procs").is_file():
         return f"needs cgroup v2 at {CGROUP_ROOT}"
+    if shutil.which("iptables") is None:
+        return "iptables is not installed (scripts/system-packages test installs it)"
     if subprocess.run(["iptables", "-L", "OUTPUT", "-n"], capture_output=True).returncode != 0:
         return "iptables does not work here"
     return None

@@ -12,21 +12,6 @@ from services.identity.domain import RecentFailures, awaiting_lockout
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("raw", "normalized"), [
-    ("  Ada@Example.COM ", "ada@example.com"),
-    ("ada@BÜCHER.example", "ada@xn--bcher-kva.example"),
-    ("ada@xn--bcher-kva.example", "ada@xn--bcher-kva.example"),
-])
-def test_email_is_trimmed_idna_encoded_and_case_folded(raw: str, normalized: str) -> None:
-    assert domain.normalize_email(raw) == normalized
-
-
-@pytest.mark.parametrize("raw", ["", "   ", "no-at-sign", "a@b", "a@" + "x" * 250 + ".com", "a@localhost"])
-def test_bad_email_is_refused(raw: str) -> None:
-    with pytest.raises(domain.InvalidEmail):
-        domain.normalize_email(raw)
-
-
 def test_every_character_of_a_long_password_counts() -> None:
     hashed = domain.hash_password("x" * 72 + "y", rounds=4)
     assert domain.verify_password("x" * 72 + "y", hashed)

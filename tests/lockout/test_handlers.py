@@ -18,6 +18,7 @@ from portal_auth.system import Infrastructure
 from services.lockout import handlers
 from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared import events
+from shared.clock import utcnow
 from shared.db import make_engine
 from shared.messaging import Outbox, outbox_table
 
@@ -44,7 +45,7 @@ async def scratch(infra: Infrastructure) -> AsyncIterator[tuple[AsyncEngine, Tab
 
 async def failure(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
     await handlers.record_failure(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT,
-                                  email=EMAIL, source=SOURCE, at=handlers.utcnow(), event_id=uuid.uuid4())
+                                  email=EMAIL, source=SOURCE, at=utcnow(), event_id=uuid.uuid4())
 
 
 async def operator_unlock(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
@@ -54,7 +55,7 @@ async def operator_unlock(conn: AsyncConnection, tables: Tables, outbox: Outbox)
 
 async def password_changed(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
     await handlers.password_changed(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT,
-                                    email=EMAIL, at=handlers.utcnow())
+                                    email=EMAIL, at=utcnow())
 
 
 Lift = Callable[[AsyncConnection, Tables, Outbox], Awaitable[None]]
@@ -86,7 +87,7 @@ async def test_a_lift_waiting_on_a_lock_decision_is_announced_after_it(infra: In
                 sa.select(outbox.table.c.payload).order_by(outbox.table.c.id))]
             locks = await LockoutRepository(conn, tables).locks(tenant=TENANT, email=EMAIL)
         assert announced == ["AccountLocked", "AccountUnlocked"]  # identity's copy ends unlocked...
-        assert not locks[SOURCE].active(handlers.utcnow())  # ...as lockout's own state does
+        assert not locks[SOURCE].active(utcnow())  # ...as lockout's own state does
 
 
 async def _in_own_transaction(engine: AsyncEngine, pid: asyncio.Future[int],

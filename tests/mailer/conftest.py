@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from email.message import EmailMessage
 from typing import Any, TypeVar
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -24,7 +23,7 @@ from portal_auth.system import Infrastructure, System
 from shared.db import make_engine
 from shared.events import Envelope
 from shared.migrations import upgrade
-from tests.conftest import ADMIN_TOKEN, Org
+from tests.conftest import ADMIN_TOKEN, Org, new_database
 
 T = TypeVar("T")
 
@@ -33,13 +32,7 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="session")
 async def mailer_engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
-    name = f"mailer_handlers_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(infra.database_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(f'create database "{name}"')
-    finally:
-        await conn.close()
-    url = f"{infra.database_url.rsplit('/', 1)[0]}/{name}"
+    url = await new_database(infra, "mailer_handlers")
     await asyncio.to_thread(upgrade, "mailer", url)
     engine = make_engine(url)
     yield engine

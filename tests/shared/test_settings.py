@@ -10,7 +10,7 @@ from portal_auth.system import System
 from services.identity.settings import IdentitySettings
 from services.lockout.settings import LockoutServiceSettings
 from services.mailer.settings import MailerSettings
-from services.tenant.bootstrap import TenantSettings
+from services.tenant.settings import TenantServiceSettings
 from shared.secrets import new_mail_token_key
 from shared.settings import ServiceSettings
 
@@ -29,7 +29,7 @@ def test_identity_and_mailer_outside_local_use_refuse_the_well_known_mail_token_
         settings(admin_token=REAL_ADMIN_TOKEN)
 
 
-@pytest.mark.parametrize("settings", [TenantSettings, LockoutServiceSettings])
+@pytest.mark.parametrize("settings", [TenantServiceSettings, LockoutServiceSettings])
 def test_tenant_and_lockout_need_no_mail_token_key(settings: type) -> None:
     assert not hasattr(settings(admin_token=REAL_ADMIN_TOKEN), "mail_token_key")
 
