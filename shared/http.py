@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.db import DatabaseUnavailable
 from shared.events import Actor
@@ -37,6 +39,21 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "not_found": (404, "Not found"),
     "conflict": (409, "Already taken"),
     "validation_error": (422, "Invalid request"),
+    "unsupported_media_type": (415, "Content-Type must be application/json"),
+    "malformed_request": (400, "Request body could not be read"),
+    "method_not_allowed": (405, "Method not allowed"),
+}
+# The framework's own refusals (a body that is not JSON text, an unknown path or method), as problems.
+_HTTP_ERRORS = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}
+
+# The headers that come with a problem, as the OpenAPI declares them.
+_RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+PROBLEM_HEADERS: dict[str, dict[str, dict[str, Any]]] = {
+    "account_locked": {"Retry-After": _RETRY_AFTER},
+    "too_many_requests": {"Retry-After": _RETRY_AFTER},
+    "service_unavailable": {"Retry-After": _RETRY_AFTER},
+    "unauthorized": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    "unsupported_media_type": {"Accept": {"description": "application/json", "schema": {"type": "string"}}},
 }
 
 
@@ -53,6 +70,43 @@ class Problem(Exception):
         return {"type": "about:blank", "status": self.status, "title": self.title, "code": self.code, **self.extra}
 
 
+def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI declaration of the problems a route answers with (for ``responses=``): by status,
+    application/problem+json whose ``code`` is one of the route's codes, and the headers they carry
+    (required where every code of that status carries it). Every route may be 503 service_unavailable:
+    each needs the database."""
+    by_status: dict[int, list[str]] = {}
+    for code in dict.fromkeys((*codes, "service_unavailable")):
+        by_status.setdefault(PROBLEMS[code][0], []).append(code)
+    return {status: _problem_declaration(status, codes_here) for status, codes_here in sorted(by_status.items())}
+
+
+def _problem_declaration(status: int, codes: list[str]) -> dict[str, Any]:
+    body = {"type": "object", "required": ["type", "status", "title", "code"], "properties": {
+        "type": {"type": "string"}, "status": {"type": "integer", "enum": [status]}, "title": {"type": "string"},
+        "code": {"type": "string", "enum": codes}, "detail": {"type": "string"}}}
+    headers: dict[str, dict[str, Any]] = {}
+    for code in codes:
+        for name, header in PROBLEM_HEADERS.get(code, {}).items():
+            headers[name] = {**header, "required": all(name in PROBLEM_HEADERS.get(c, {}) for c in codes)}
+    declaration = {"description": ", ".join(codes), "content": {PROBLEM_JSON: {"schema": body}}}
+    return {**declaration, "headers": headers} if headers else declaration
+
+
+def declare_admin_token(app: FastAPI) -> None:
+    """Every operation of ``app``'s OpenAPI is an admin one: it says so with a bearer scheme."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"adminToken": []}]
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(problem.body(), status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
 
@@ -65,6 +119,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         return problem_response(Problem("service_unavailable", headers={"Retry-After": "5"}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_ERRORS.get(exc.status_code)
+        if code is None:
+            return await http_exception_handler(request, exc)
+        return problem_response(Problem(code, headers=dict(exc.headers or {})))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

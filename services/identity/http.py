@@ -24,7 +24,7 @@ from services.identity.repository import IdentityRepository
 from services.identity.settings import IdentitySettings
 from services.identity.throttle import SourceLimits
 from shared.db import transaction
-from shared.http import PROBLEM_JSON, Metric, Problem, problem_response
+from shared.http import Metric, Problem, problem_response, problem_responses
 from shared.http import metrics_router as shared_metrics_router
 from shared.runtime import Runtime
 from shared.tenancy import TenantSettings
@@ -43,12 +43,19 @@ SECURITY_HEADERS = {
 }
 
 
+# What the OpenAPI says of the fields beyond what is checked here: an address (invalid_email
+# otherwise), and a new password of at least 12 characters (password_too_short otherwise).
+AN_EMAIL: dict[str, Any] = {"format": "email"}
+A_NEW_PASSWORD: dict[str, Any] = {"minLength": 12}
+
+
 class Credentials(BaseModel):
-    email: str = Field(max_length=MAX_FIELD)
+    email: str = Field(max_length=MAX_FIELD, json_schema_extra=AN_EMAIL)
     password: str = Field(max_length=MAX_PASSWORD_FIELD)
 
 
 class Registration(Credentials):
+    password: str = Field(max_length=MAX_PASSWORD_FIELD, json_schema_extra=A_NEW_PASSWORD)
     display_name: PlainText | None = Field(None, max_length=200)
 
 
@@ -57,7 +64,7 @@ class Login(Credentials):
 
 
 class EmailOnly(BaseModel):
-    email: str = Field(max_length=MAX_FIELD)
+    email: str = Field(max_length=MAX_FIELD, json_schema_extra=AN_EMAIL)
 
 
 class TokenOnly(BaseModel):
@@ -65,7 +72,7 @@ class TokenOnly(BaseModel):
 
 
 class TokenAndPassword(TokenOnly):
-    password: str = Field(max_length=MAX_PASSWORD_FIELD)
+    password: str = Field(max_length=MAX_PASSWORD_FIELD, json_schema_extra=A_NEW_PASSWORD)
 
 
 def request_host(request: Request, settings: IdentitySettings) -> str:
@@ -229,9 +236,23 @@ def _declares_json(request: Request) -> bool:
 
 
 def unsupported_media_type() -> JSONResponse:
-    body = {"type": "about:blank", "status": 415, "title": "Content-Type must be application/json",
-            "code": "unsupported_media_type"}
-    return JSONResponse(body, status_code=415, media_type=PROBLEM_JSON, headers={"Accept": "application/json"})
+    return problem_response(Problem("unsupported_media_type", headers={"Accept": "application/json"}))
+
+
+# The problems of the portal API, as its OpenAPI declares them (problem_responses adds 503).
+_POST = ("organization_not_found", "unsupported_media_type")  # every POST on a portal host
+_LIMITED = (*_POST, "too_many_requests", "malformed_request", "validation_error")  # with a body and the per-source limit
+_PASSWORD = ("password_too_short", "password_too_long", "password_too_common")
+_LINK = ("token_invalid", "token_expired")
+
+
+def _follows(status: int, **targets: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a route's ``status`` answer: what a client does next with what it sent."""
+    return {status: {"links": {name: {"operationId": name, "requestBody": body} for name, body in targets.items()}}}
+
+
+_EMAIL = {"email": "$request.body#/email"}
+_ACCOUNT = {**_EMAIL, "password": "$request.body#/password"}
 
 
 def routes(portal: Portal) -> APIRouter:
@@ -239,62 +260,73 @@ def routes(portal: Portal) -> APIRouter:
     Organization = Annotated[Org, Depends(portal.organization)]
     limited = [portal.per_source_limit]
 
-    @router.post("/register", status_code=202, dependencies=limited)
+    @router.post("/register", status_code=202, dependencies=limited, operation_id="register",
+                 responses={**problem_responses(*_LIMITED, "invalid_email", *_PASSWORD), **_follows(
+                     202, login=_ACCOUNT, resend=_EMAIL, confirm={"token": "", "password": "$request.body#/password"},
+                     forgot=_EMAIL, unlockRequest=_EMAIL, findPortal=_EMAIL)})
     async def register(body: Registration, org: Organization) -> dict[str, str]:
         await portal.run(handlers.register, org, email=body.email, password=body.password, display_name=body.display_name)
         return {"status": "confirmation_sent"}
 
-    @router.post("/confirmation/resend", status_code=202, dependencies=limited)
+    @router.post("/confirmation/resend", status_code=202, operation_id="resend", dependencies=limited,
+                 responses=problem_responses(*_LIMITED, "invalid_email"))
     async def resend(body: EmailOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.resend_confirmation, org, email=body.email)
         return {"status": "confirmation_sent"}
 
-    @router.post("/confirm", dependencies=limited)
+    @router.post("/confirm", dependencies=limited, operation_id="confirm",
+                 responses=problem_responses(*_LIMITED, *_LINK, "invalid_credentials", "account_locked"))
     async def confirm(body: TokenAndPassword, org: Organization, request: Request) -> dict[str, str]:
         await portal.attempt(handlers.confirm, org, portal.source(request), token=body.token, password=body.password)
         return {"status": "confirmed"}
 
-    @router.post("/login", dependencies=limited)
+    @router.post("/login", dependencies=limited, operation_id="login", responses={**problem_responses(
+        *_LIMITED, "invalid_email", "invalid_credentials", "user_not_confirmed", "account_locked"),
+        **_follows(200, session={}, logout={}, logoutAll={}, unlockRequest=_EMAIL)})
     async def login(body: Login, org: Organization, request: Request, response: Response) -> dict[str, Any]:
         signed_in = await portal.login(org, request, email=body.email, password=body.password, remember=body.remember_me)
         portal.sign_in(response, signed_in)
         return {"user": signed_in.user, "organization": signed_in.organization}
 
-    @router.get("/session")
+    @router.get("/session", operation_id="session", responses=problem_responses("organization_not_found", "not_authenticated"))
     async def session(org: Organization, request: Request) -> dict[str, Any]:
         return await portal.run(handlers.current_session, org, cookie_value=portal.session_cookie(request))
 
-    @router.post("/logout", status_code=204)
+    @router.post("/logout", status_code=204, operation_id="logout", responses=problem_responses(*_POST))
     async def logout(org: Organization, request: Request, response: Response) -> None:
         await portal.run(handlers.logout, org, cookie_value=portal.session_cookie(request))
         portal.sign_out(response)
 
-    @router.post("/logout-all", status_code=204)
+    @router.post("/logout-all", status_code=204, operation_id="logoutAll", responses=problem_responses(*_POST, "not_authenticated"))
     async def logout_all(org: Organization, request: Request, response: Response) -> None:
         await portal.run(handlers.logout_all, org, cookie_value=portal.session_cookie(request))
         portal.sign_out(response)
 
-    @router.post("/password/forgot", status_code=202, dependencies=limited)
+    @router.post("/password/forgot", status_code=202, operation_id="forgot", dependencies=limited,
+                 responses=problem_responses(*_LIMITED, "invalid_email"))
     async def forgot(body: EmailOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.forgot_password, org, email=body.email)
         return {"status": "reset_sent"}
 
-    @router.post("/password/reset", dependencies=limited)
+    @router.post("/password/reset", dependencies=limited, operation_id="reset", responses=problem_responses(*_LIMITED, *_LINK, *_PASSWORD))
     async def reset(body: TokenAndPassword, org: Organization) -> dict[str, str]:
         await portal.run(handlers.reset_password, org, token=body.token, password=body.password)
         return {"status": "password_changed"}
 
-    @router.post("/unlock/request", status_code=202, dependencies=limited)
+    @router.post("/unlock/request", status_code=202, operation_id="unlockRequest", dependencies=limited,
+                 responses=problem_responses(*_LIMITED, "invalid_email"))
     async def unlock_request(body: EmailOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.request_unlock, org, email=body.email)
         return {"status": "unlock_sent"}
 
-    @router.post("/unlock", dependencies=limited)
+    @router.post("/unlock", dependencies=limited, operation_id="unlock", responses=problem_responses(*_LIMITED, *_LINK))
     async def unlock(body: TokenOnly, org: Organization) -> dict[str, str]:
         await portal.run(handlers.unlock, org, token=body.token)
         return {"status": "unlocked"}
 
-    @router.post("/find-portal", status_code=202, dependencies=[portal.per_source_limit_any_host])
+    @router.post("/find-portal", status_code=202, operation_id="findPortal", dependencies=[portal.per_source_limit_any_host],
+                 responses=problem_responses("malformed_request", "validation_error", "unsupported_media_type", "too_many_requests",
+                                             "invalid_email"))
     async def find_portal(body: EmailOnly) -> dict[str, str]:
         """On any host: it is for the person who does not know their portal's."""
         await portal.run(handlers.find_portals, None, email=body.email)

@@ -9,7 +9,7 @@ from services.lockout.expiry import expiry_watch
 from services.lockout.http import install_error_handlers, routes
 from services.lockout.settings import LockoutServiceSettings
 from services.lockout.tables import metadata
-from shared.http import install_problem_handlers
+from shared.http import declare_admin_token, install_problem_handlers
 from shared.runtime import Runtime
 
 
@@ -22,6 +22,7 @@ def create_app(settings: LockoutServiceSettings | None = None) -> FastAPI:
     app.state.runtime, app.state.settings = runtime, settings
     install_problem_handlers(app)
     install_error_handlers(app)
+    declare_admin_token(app)
     app.include_router(runtime.health())
     app.include_router(routes(runtime))
     return app

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from shared.accounts import InvalidEmail, normalize_email
@@ -16,8 +16,13 @@ from services.lockout.repository import LockoutRepository
 from shared.clock import utcnow
 from shared.db import transaction
 from shared.events import Actor
-from shared.http import Problem, admin_actor, admin_guard, problem_response
+from shared.http import Problem, admin_actor, admin_guard, problem_response, problem_responses
 from shared.runtime import Runtime
+from shared.text import PlainText
+
+
+# An address (invalid_email otherwise), as the OpenAPI says.
+Email = Annotated[PlainText, Path(json_schema_extra={"format": "email"})]
 
 
 def public(standing: Standing) -> dict[str, Any]:
@@ -31,16 +36,17 @@ def public(standing: Standing) -> dict[str, Any]:
 
 
 def routes(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> APIRouter:
-    router = APIRouter(prefix="/admin/lockouts", dependencies=[Depends(admin_guard(runtime.settings.admin_token))])
+    router = APIRouter(prefix="/admin/lockouts", dependencies=[Depends(admin_guard(runtime.settings.admin_token))],
+                       responses=problem_responses("unauthorized", "organization_not_found", "invalid_email", "validation_error"))
 
     @router.get("/{slug}/{email}")
-    async def show(slug: str, email: str) -> dict[str, Any]:
+    async def show(slug: PlainText, email: Email) -> dict[str, Any]:
         async with transaction(runtime.engine) as conn:
             standing = await handlers.standing(LockoutRepository(conn), tenant=slug, email=_address(email), now=clock())
         return public(standing)
 
     @router.delete("/{slug}/{email}", status_code=204)
-    async def unlock(slug: str, email: str, actor: Actor = Depends(admin_actor)) -> Response:  # noqa: B008
+    async def unlock(slug: PlainText, email: Email, actor: Actor = Depends(admin_actor)) -> Response:  # noqa: B008
         async with transaction(runtime.engine) as conn:
             await handlers.unlock(LockoutRepository(conn), handlers.announcer(conn, runtime.outbox,
                                                                               correlation_id=actor.request_id),

@@ -17,7 +17,7 @@ from services.mailer.sender import Sender
 from services.mailer.settings import MailerSettings
 from services.mailer.smtp import SmtpTransport
 from services.mailer.tables import metadata
-from shared.http import install_problem_handlers
+from shared.http import declare_admin_token, install_problem_handlers
 from shared.runtime import Runtime
 from shared.secrets import MailTokenCipher
 
@@ -59,6 +59,7 @@ def create_app(settings: MailerSettings | None = None) -> FastAPI:
     app = FastAPI(title="portal-auth mailer", lifespan=runtime.lifespan)
     app.state.runtime, app.state.deps, app.state.settings = runtime, mailer, settings
     install_problem_handlers(app)
+    declare_admin_token(app)
     app.include_router(runtime.health())
     app.include_router(routes(runtime))
     app.include_router(metrics(runtime))

@@ -10,15 +10,17 @@ from services.mailer import handlers
 from services.mailer.domain import Status
 from services.mailer.repository import MailerRepository
 from shared.db import transaction
-from shared.http import Metric, admin_guard, metrics_router
+from shared.http import Metric, admin_guard, metrics_router, problem_responses
 from shared.runtime import Runtime
+from shared.text import PlainText
 
 
 def routes(runtime: Runtime) -> APIRouter:
-    admin = APIRouter(prefix="/admin/emails", dependencies=[Depends(admin_guard(runtime.settings.admin_token))])
+    admin = APIRouter(prefix="/admin/emails", dependencies=[Depends(admin_guard(runtime.settings.admin_token))],
+                      responses=problem_responses("unauthorized", "validation_error"))
 
     @admin.get("")
-    async def listing(tenant: str | None = None, to: str | None = None, status: Status | None = None,
+    async def listing(tenant: PlainText | None = None, to: PlainText | None = None, status: Status | None = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
         async with transaction(runtime.engine) as conn:
             rows = await handlers.listing(MailerRepository(conn), tenant=tenant, to=to, status=status, limit=limit)

@@ -11,11 +11,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.tenant import handlers
-from services.tenant.domain import InvalidInput, Taken
+from services.tenant.domain import MAX_HOST, SLUG, InvalidInput, Taken
 from services.tenant.repository import TenantRepository
 from shared.db import transaction
 from shared.events import Actor
-from shared.http import Problem, admin_actor, admin_guard, problem_response
+from shared.http import Problem, admin_actor, admin_guard, problem_response, problem_responses
 from shared.runtime import Runtime
 from shared.text import PlainText
 
@@ -25,12 +25,20 @@ ADMIN_PATHS = ("/admin", "/resolve")
 Name = Annotated[PlainText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
+# What the OpenAPI says of slugs and domains, checked by the domain rules (422 otherwise). Hosts
+# are declared in their canonical form; upper case and international names are accepted too and
+# stored in it.
+_LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+A_SLUG: dict[str, Any] = {"pattern": f"^{SLUG.pattern}$"}
+HOSTS: dict[str, Any] = {"items": {"type": "string", "maxLength": MAX_HOST, "pattern": rf"^{_LABEL}(\.{_LABEL})*$"}}
+
+
 class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    slug: str
+    slug: str = Field(json_schema_extra=A_SLUG)
     name: Name
-    domains: list[str] = Field(default_factory=list, max_length=100)
+    domains: list[str] = Field(default_factory=list, max_length=100, json_schema_extra=HOSTS)
     settings: dict[str, Any] | None = None
 
 
@@ -39,6 +47,17 @@ class TenantPatch(BaseModel):
 
     name: Name | None = None
     settings: dict[str, Any] | None = None
+
+
+# What a client does next with an organization it created or changed (OpenAPI links).
+_SLUG = {"slug": "$response.body#/slug"}
+_NEXT = {"links": {
+    "showTenant": {"operationId": "showTenant", "parameters": _SLUG},
+    "updateTenant": {"operationId": "updateTenant", "parameters": _SLUG},
+    "addDomain": {"operationId": "addDomain", "parameters": _SLUG},
+    "removeDomain": {"operationId": "removeDomain", "parameters": {**_SLUG, "host": "$response.body#/domains/0"}},
+    "resolveHost": {"operationId": "resolveHost", "parameters": {"host": "$response.body#/domains/0"}},
+}}
 
 
 def public(tenant: dict[str, Any]) -> dict[str, Any]:
@@ -60,36 +79,41 @@ def routes(runtime: Runtime) -> APIRouter:
         runtime.relay.wake()  # the copies in the other services learn of it now, not at the next poll
         return public(tenant)
 
-    @router.post("/admin/tenants", status_code=201)
+    @router.post("/admin/tenants", status_code=201, operation_id="createTenant",
+                 responses={**problem_responses("unauthorized", "malformed_request", "validation_error", "conflict"), 201: _NEXT})
     async def create(body: TenantIn, actor: By, response: Response) -> dict[str, Any]:
         response.headers["X-Request-ID"] = actor.request_id
         return await change(handlers.create_tenant, actor=actor, **body.model_dump())
 
-    @router.get("/admin/tenants")
+    @router.get("/admin/tenants", operation_id="listTenants", responses=problem_responses("unauthorized"))
     async def list_all() -> dict[str, Any]:
         return {"tenants": [public(t) for t in await read(handlers.list_tenants)]}
 
-    @router.get("/admin/tenants/{slug}")
-    async def show(slug: str) -> dict[str, Any]:
+    @router.get("/admin/tenants/{slug}", operation_id="showTenant", responses=problem_responses("unauthorized", "not_found", "validation_error"))
+    async def show(slug: PlainText) -> dict[str, Any]:
         return public(await read(handlers.show_tenant, slug=slug))
 
-    @router.patch("/admin/tenants/{slug}")
-    async def update(slug: str, body: TenantPatch, actor: By, response: Response) -> dict[str, Any]:
+    @router.patch("/admin/tenants/{slug}", operation_id="updateTenant",
+                  responses={**problem_responses("unauthorized", "not_found", "malformed_request", "validation_error"), 200: _NEXT})
+    async def update(slug: PlainText, body: TenantPatch, actor: By, response: Response) -> dict[str, Any]:
         response.headers["X-Request-ID"] = actor.request_id
         return await change(handlers.update_tenant, slug=slug, actor=actor, **body.model_dump())
 
-    @router.put("/admin/tenants/{slug}/domains/{host}")
-    async def add_domain(slug: str, host: str, actor: By, response: Response) -> dict[str, Any]:
+    @router.put("/admin/tenants/{slug}/domains/{host}", operation_id="addDomain",
+                responses={**problem_responses("unauthorized", "not_found", "validation_error", "conflict"), 200: _NEXT})
+    async def add_domain(slug: PlainText, host: PlainText, actor: By, response: Response) -> dict[str, Any]:
         response.headers["X-Request-ID"] = actor.request_id
         return await change(handlers.add_domain, slug=slug, host=host, actor=actor)
 
-    @router.delete("/admin/tenants/{slug}/domains/{host}")
-    async def remove_domain(slug: str, host: str, actor: By, response: Response) -> dict[str, Any]:
+    @router.delete("/admin/tenants/{slug}/domains/{host}", operation_id="removeDomain",
+                   responses={**problem_responses("unauthorized", "not_found", "validation_error"), 200: _NEXT})
+    async def remove_domain(slug: PlainText, host: PlainText, actor: By, response: Response) -> dict[str, Any]:
         response.headers["X-Request-ID"] = actor.request_id
         return await change(handlers.remove_domain, slug=slug, host=host, actor=actor)
 
-    @router.get("/resolve")
-    async def resolve(host: str) -> dict[str, Any]:
+    @router.get("/resolve", operation_id="resolveHost",
+                responses=problem_responses("unauthorized", "organization_not_found", "validation_error"))
+    async def resolve(host: PlainText) -> dict[str, Any]:
         tenant = await read(handlers.resolve_host, host=host)
         if tenant is None:
             raise Problem("organization_not_found", host=host)

@@ -51,13 +51,14 @@ class Stack:
         out = self.compose.run("ps", "--format", "json", service).stdout.decode()
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
-    def exec(self, service: str, *argv: str, check: bool = True, input: bytes | None = None
-             ) -> subprocess.CompletedProcess[bytes]:
-        return self.compose.run("exec", "-T", service, *argv, check=check, input=input)
+    def exec(self, service: str, *argv: str, check: bool = True, input: bytes | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        variables = [arg for name, value in (env or {}).items() for arg in ("--env", f"{name}={value}")]
+        return self.compose.run("exec", "-T", *variables, service, *argv, check=check, input=input)
 
-    def python(self, service: str, script: str) -> str:
-        """Runs ``script`` in one of ``service``'s containers (its network, its credentials)."""
-        result = self.exec(service, "python3", "-c", script)
+    def python(self, service: str, script: str, *, env: dict[str, str] | None = None) -> str:
+        """Runs ``script`` in one of ``service``'s containers (its network, its credentials, and ``env``)."""
+        result = self.exec(service, "python3", "-c", script, env=env)
         return result.stdout.decode() + result.stderr.decode(errors="replace")
 
     def logs(self, service: str) -> str:
