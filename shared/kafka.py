@@ -33,7 +33,10 @@ PUBLISH_TIMEOUT = 15.0
 BUSY_RETRY_SECONDS = 0.01
 # A consumer's fetch waits at the broker until a record arrives or this passes: the broker
 # answers at once when one arrives, so a long wait costs no latency and spares idle round trips.
-FETCH_MAX_WAIT_MS = 500
+FETCH_MAX_WAIT_MS = 1000
+# A relay is woken by every commit of its own process that wrote an event; its rounds between
+# wake-ups only pick up rows whose process died before its relay sent them.
+RELAY_IDLE_SECONDS = 5.0
 COMMIT_INTERVAL = 1.0  # seconds between a subscriber's offset commits (see Offsets)
 
 
@@ -126,7 +129,7 @@ class OutboxRelay:
     """
 
     def __init__(self, *, engine: AsyncEngine, table: sa.Table, producer: Callable[[], AIOKafkaProducer],
-                 connected: asyncio.Event, batch: int = 500, idle_seconds: float = 1.0) -> None:
+                 connected: asyncio.Event, batch: int = 500, idle_seconds: float = RELAY_IDLE_SECONDS) -> None:
         self._engine, self._table, self._new_producer, self._connected = engine, table, producer, connected
         self._batch = batch
         self._lock_id = zlib.crc32(f"outbox:{table.fullname}".encode())

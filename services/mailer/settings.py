@@ -25,7 +25,7 @@ class MailerSettings(MailTokenSettings):
     # How long a claimed email is its sender's alone; a send is cut off at half of it, so a
     # live sender always records its outcome before another process may take the email.
     mailer_lease_seconds: float = 120.0
-    mailer_poll_seconds: float = 0.5
+    mailer_poll_seconds: float = 1.0
     mailer_batch: int = 10
 
     @field_validator("mail_from")
