@@ -26,7 +26,7 @@ def serve(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         upgrade(args.service, settings.database_url)
     uvicorn.run(app, host=args.host, port=args.port or DEFAULT_PORTS[args.service], log_level="warning",
-                proxy_headers=False, access_log=False)
+                proxy_headers=False, access_log=False, loop="uvloop", http="httptools")
     return 0
 
 
