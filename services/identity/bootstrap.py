@@ -10,7 +10,7 @@ from services.identity import consumers, pages
 from services.identity.domain import SessionPolicy
 from services.identity.handlers import Deps, PasswordHasher
 from services.identity.memory import LiveCopies
-from services.identity.http import Portal, install_security_headers, metrics_router, routes
+from services.identity.http import LocksFirst, Portal, install_security_headers, metrics_router, routes
 from services.identity.settings import IdentitySettings
 from services.identity.tables import metadata
 from shared.http import install_problem_handlers
@@ -41,8 +41,9 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     app = FastAPI(title="portal-auth identity", lifespan=runtime.lifespan)
     app.state.runtime, app.state.deps, app.state.settings = runtime, deps, settings
     install_problem_handlers(app)
-    install_security_headers(app)
     portal = Portal(runtime, settings, deps)
+    app.add_middleware(LocksFirst, portal=portal)  # outside FastAPI's routing, inside the security headers:
+    install_security_headers(app)  # the middleware added last runs first
     app.include_router(runtime.health())
     app.include_router(metrics_router(deps))
     app.include_router(routes(portal))

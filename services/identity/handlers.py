@@ -176,14 +176,22 @@ def admitted(deps: Deps, org: Org, *, email: str, source: str) -> Iterator[None]
         yield
         return
     now, address = deps.clock(), _email(email)
-    if deps.memory.ready:
-        locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=address, source=source, now=now)
-        if locked_until is not None:
-            raise _locked(now, until=locked_until)
+    known_locked = locked_in_memory(deps, org, address=address, source=source, now=now)
+    if known_locked is not None:
+        raise known_locked
     with deps.memory.in_flight.claim(org.slug, address) as claimed:
         if not claimed:
             raise _one_at_a_time(now)
         yield
+
+
+def locked_in_memory(deps: Deps, org: Org, *, address: str, source: str, now: datetime) -> Refused | None:
+    """account_locked when the replica's memory of lockout's decisions, caught up, holds a lock
+    of this account for this source (``address`` normalized)."""
+    if deps.memory is None or not deps.memory.ready:
+        return None
+    locked_until = deps.memory.locks.locked_until(tenant=org.slug, email=address, source=source, now=now)
+    return _locked(now, until=locked_until) if locked_until is not None else None
 
 
 async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Callable
+from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from pydantic import field_validator, model_validator
@@ -69,11 +70,20 @@ class IdentitySettings(MailTokenSettings):
         return tuple(ip_network(entry, strict=False) for entry in _entries(self.trusted_proxies))
 
     def is_trusted_proxy(self, address: str | None) -> bool:
-        try:
-            ip = ip_address(address or "")
-        except ValueError:
-            return False
-        return any(ip in network for network in self._proxy_networks)
+        return self._trusted(address or "")
+
+    @cached_property
+    def _trusted(self) -> Callable[[str], bool]:
+        """Asked for the peer of every request: the answers for the last few thousand peers are
+        kept (parsing an address is a tenth of a locked account's 423)."""
+        @lru_cache(maxsize=4096)
+        def trusted(address: str) -> bool:
+            try:
+                ip = ip_address(address)
+            except ValueError:
+                return False
+            return any(ip in network for network in self._proxy_networks)
+        return trusted
 
 
 def _entries(value: str) -> list[str]:
