@@ -7,6 +7,9 @@ consumer idempotent: an event's id is recorded in the same transaction as its ef
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Protocol
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,6 +59,28 @@ class Outbox:
             event_id=envelope.event_id, topic=event.TOPIC, key=event.key(tenant),
             payload=envelope.model_dump(mode="json"),
         )
+
+
+class Announce(Protocol):
+    """A use case's way to publish an event: returns its envelope, or None where nothing is
+    published (lockout's rebuild recomputes decisions that were announced already)."""
+
+    def __call__(self, event: Event, *, tenant: str) -> Awaitable[Envelope | None]: ...
+
+
+class Announcer:
+    """The outbox bound to one transaction (and to the correlation id of what caused it): the
+    port every use case writes its events through. ``statement`` gives the insert instead, for a
+    repository that writes the event and its own change in one statement."""
+
+    def __init__(self, conn: AsyncConnection, outbox: Outbox, *, correlation_id: str | None = None) -> None:
+        self.conn, self.outbox, self.correlation_id = conn, outbox, correlation_id
+
+    async def __call__(self, event: Event, *, tenant: str) -> Envelope:
+        return await self.outbox.add(self.conn, event, tenant=tenant, correlation_id=self.correlation_id)
+
+    def statement(self, event: Event, *, tenant: str) -> sa.Insert:
+        return self.outbox.insert(event, tenant=tenant, correlation_id=self.correlation_id)[1]
 
 
 class AppliedEvents:

@@ -26,7 +26,6 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
                         client_options=settings.kafka_client_options())
     runtime.beside(memory.run)
     deps = Deps(
-        outbox=runtime.outbox,
         cipher=MailTokenCipher(settings.mail_token_key),
         hasher=PasswordHasher(settings.bcrypt_rounds, workers=settings.hash_workers or None,
                               max_wait=settings.hash_queue_max_wait_seconds),

@@ -1,5 +1,6 @@
-"""Identity's use cases. Each runs inside one transaction opened by the entrypoint; events go
-into the outbox in that same transaction."""
+"""Identity's use cases. Each takes the repository of one transaction opened by its entrypoint
+and the announcer bound to that transaction (the outbox): events are written in it too.
+Entrypoints call nothing else."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from services.identity import domain
 from services.identity.domain import Refused, SessionPolicy
 from services.identity.memory import LiveCopies
@@ -25,7 +24,7 @@ from services.identity.repository import IdentityRepository, User
 from shared import events
 from shared.accounts import InvalidEmail, normalize_email
 from shared.clock import utcnow
-from shared.messaging import Outbox
+from shared.messaging import Announcer
 from shared.secrets import MailTokenCipher, TokenBinding, new_token, token_hash
 from shared.tenancy import TenantSettings
 
@@ -109,7 +108,6 @@ class Org:
 
 @dataclass(frozen=True)
 class Deps:
-    outbox: Outbox
     cipher: MailTokenCipher
     hasher: PasswordHasher
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
@@ -125,44 +123,52 @@ class SignedIn:
     organization: dict[str, Any]
 
 
-async def register(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, display_name: str | None) -> None:
+async def organization(repo: IdentityRepository, *, host: str) -> Org:
+    """The organization a host serves, from identity's copy of tenant's (organization_not_found)."""
+    row = await repo.tenant_for_host(host)
+    if row is None:
+        raise Refused("organization_not_found", host=host)
+    return Org(slug=row.slug, name=row.name, settings=TenantSettings.model_validate(row.settings), host=host)
+
+
+async def register(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, email: str, password: str,
+                   display_name: str | None) -> None:
     address = _email(email)
     password_hash = await deps.hasher.hash(_password(password, org))
-    repo = IdentityRepository(conn)
     user_id = await repo.add_user(tenant=org.slug, email=address, password_hash=password_hash, display_name=display_name)
     if user_id is None:
         existing = await repo.user_by_email(tenant=org.slug, email=address)
         if existing is not None:
-            await deps.outbox.add(conn, events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
+            await announce(events.RegistrationRepeated(email=address, user_id=existing.id, host=org.host), tenant=org.slug)
         return
     sealed, expires_at = await _issue(repo, deps, org, user_id, address, CONFIRM)  # the first link: never over the limit
-    await deps.outbox.add(conn, events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
-                                                      expires_at=expires_at, display_name=display_name), tenant=org.slug)
+    await announce(events.UserRegistered(email=address, user_id=user_id, host=org.host, token_encrypted=sealed,
+                                         expires_at=expires_at, display_name=display_name), tenant=org.slug)
 
 
-async def resend_confirmation(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
-    repo = IdentityRepository(conn)
+async def resend_confirmation(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, email: str) -> None:
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
     if user is None or user.confirmed_at is not None or not await _may_issue(repo, deps, org, user.id, CONFIRM):
         return
     sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, CONFIRM)
-    await deps.outbox.add(conn, events.ConfirmationRequested(email=user.email, user_id=user.id, host=org.host,
-                                                             token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
+    await announce(events.ConfirmationRequested(email=user.email, user_id=user.id, host=org.host,
+                                                token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
 
-async def confirm(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, password: str, source: str) -> Refused | None:
+async def confirm(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, token: str, password: str,
+                  source: str) -> Refused | None:
     """The link proves the mailbox, the password proves the registrant: someone who registered
     another person's address cannot have that person confirm the squatter's account. A wrong
     password is a failed login (returned, so its LoginFailed commits) and leaves the link usable."""
-    repo, now = IdentityRepository(conn), deps.clock()
+    now = deps.clock()
     row = await _live_token(repo, deps, org, token, CONFIRM)
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
     await _admit(repo, deps, org, user.email, source, now)
     if not await deps.hasher.verify(password, user.password_hash):
-        return await _login_failed(repo, deps, org, email=user.email, source=source, now=now)
+        return await _login_failed(repo, announce, deps, org, email=user.email, source=source, now=now)
     await _use(repo, deps, org, row)
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
-    await deps.outbox.add(conn, events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
+    await announce(events.EmailConfirmed(email=user.email, user_id=user.id), tenant=org.slug)
     return None
 
 
@@ -194,34 +200,34 @@ def locked_in_memory(deps: Deps, org: Org, *, address: str, source: str, now: da
     return _locked(now, until=locked_until) if locked_until is not None else None
 
 
-async def login(conn: AsyncConnection, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
+async def login(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, email: str, password: str, remember: bool,
                 source: str) -> SignedIn | Refused:
     """A refusal is returned, not raised, when its effects must be committed (LoginFailed).
     The entrypoint runs it ``admitted``, outside the transaction.
     The database is asked once before the hash and written once after it."""
-    address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
+    address, now = _email(email), deps.clock()
     user = await _admit(repo, deps, org, address, source, now)
     verified = await deps.hasher.verify(password, user.password_hash if user else None)
     if user is None or not verified:
-        return await _login_failed(repo, deps, org, email=address, source=source, now=now)
+        return await _login_failed(repo, announce, deps, org, email=address, source=source, now=now)
     if user.confirmed_at is None:  # said only now, after the right password
         raise Refused("user_not_confirmed", actions=["resend_confirmation"])
     if deps.hasher.outdated(user.password_hash):
         await repo.set_password_hash(tenant=org.slug, user_id=user.id, password_hash=await deps.hasher.hash(password))
     cookie_value, (idle, absolute) = new_token(), deps.sessions.limits(remember=remember)
-    _, announce = deps.outbox.insert(events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
-    await repo.sign_in(tenant=org.slug, email=address, source=source, announce=announce, session={
+    written = announce.statement(events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
+    await repo.sign_in(tenant=org.slug, email=address, source=source, announce=written, session={
         "id": uuid.uuid4(), "token_hash": token_hash(cookie_value), "tenant": org.slug, "user_id": user.id,
         "remember": remember, "created_at": now, "idle_expires_at": now + idle, "absolute_expires_at": now + absolute})
     return SignedIn(cookie_value=cookie_value, max_age=int(absolute.total_seconds()) if remember else None,
                     user=_user(user.id, user.email, user.display_name), organization=_org(org))
 
 
-async def _login_failed(repo: IdentityRepository, deps: Deps, org: Org, *, email: str, source: str,
+async def _login_failed(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, email: str, source: str,
                         now: datetime) -> Refused:
     """A wrong password, at login or on a confirmation link: lockout counts it either way."""
-    _, announce = deps.outbox.insert(events.LoginFailed(email=email, source=source), tenant=org.slug)
-    await repo.record_failure(tenant=org.slug, email=email, source=source, now=now, window=_window(org), announce=announce)
+    written = announce.statement(events.LoginFailed(email=email, source=source), tenant=org.slug)
+    await repo.record_failure(tenant=org.slug, email=email, source=source, now=now, window=_window(org), announce=written)
     return Refused("invalid_credentials")
 
 
@@ -275,8 +281,9 @@ def _window(org: Org) -> timedelta:
     return timedelta(seconds=org.settings.lockout.window_seconds)
 
 
-async def current_session(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> dict[str, Any]:
-    repo, now = IdentityRepository(conn), deps.clock()
+async def current_session(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *,
+                          cookie_value: str | None) -> dict[str, Any]:
+    now = deps.clock()
     row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
     if row is None:
         raise Refused("not_authenticated")
@@ -286,44 +293,42 @@ async def current_session(conn: AsyncConnection, deps: Deps, org: Org, *, cookie
     return {"user": _user(row.user_id, row.email, row.display_name), "organization": _org(org)}
 
 
-async def logout(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
-    repo, now = IdentityRepository(conn), deps.clock()
+async def logout(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
+    now = deps.clock()
     row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
     if row is not None:
-        await _revoke(conn, repo, deps, org, email=row.email, user_id=row.user_id, reason="logout", session_id=row.id)
+        await _revoke(repo, announce, deps, org, email=row.email, user_id=row.user_id, reason="logout", session_id=row.id)
 
 
-async def logout_all(conn: AsyncConnection, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
+async def logout_all(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, cookie_value: str | None) -> None:
     """Every session of the signed-in person ends, this one too: after a suspected compromise."""
-    repo, now = IdentityRepository(conn), deps.clock()
+    now = deps.clock()
     row = await repo.session(tenant=org.slug, token_hash=token_hash(cookie_value), now=now) if cookie_value else None
     if row is None:
         raise Refused("not_authenticated")
-    await _revoke(conn, repo, deps, org, email=row.email, user_id=row.user_id, reason="logout_all")
+    await _revoke(repo, announce, deps, org, email=row.email, user_id=row.user_id, reason="logout_all")
 
 
-async def _revoke(conn: AsyncConnection, repo: IdentityRepository, deps: Deps, org: Org, *, email: str, user_id: uuid.UUID,
+async def _revoke(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, email: str, user_id: uuid.UUID,
                   reason: events.RevokeReason, session_id: uuid.UUID | None = None) -> None:
     """One session, or with no ``session_id`` every session of the user; a SessionRevoked for each."""
     for revoked in await repo.revoke_sessions(tenant=org.slug, user_id=user_id, session_id=session_id, now=deps.clock()):
-        await deps.outbox.add(conn, events.SessionRevoked(email=email, user_id=user_id, session_id=revoked, reason=reason),
-                              tenant=org.slug)
+        await announce(events.SessionRevoked(email=email, user_id=user_id, session_id=revoked, reason=reason), tenant=org.slug)
 
 
-async def forgot_password(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
-    repo = IdentityRepository(conn)
+async def forgot_password(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, email: str) -> None:
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
     if user is None or not await _may_issue(repo, deps, org, user.id, RESET):
         return
     sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, RESET)
-    await deps.outbox.add(conn, events.ResetRequested(email=user.email, user_id=user.id, host=org.host,
-                                                      token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
+    await announce(events.ResetRequested(email=user.email, user_id=user.id, host=org.host,
+                                         token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
 
-async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, password: str) -> None:
+async def reset_password(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, token: str, password: str) -> None:
     """A new password revokes every session and lifts every lock; it also proves the address."""
     new_password = _password(password, org)
-    repo, now = IdentityRepository(conn), deps.clock()
+    now = deps.clock()
     row = await _redeem(repo, deps, org, token, RESET)
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
     # A login that checked the old password may still be opening its session: wait for it, so
@@ -332,60 +337,57 @@ async def reset_password(conn: AsyncConnection, deps: Deps, org: Org, *, token: 
     await repo.set_password_hash(tenant=org.slug, user_id=user.id, password_hash=await deps.hasher.hash(new_password))
     await repo.confirm_user(tenant=org.slug, user_id=user.id, now=now)
     await _lift_locks(repo, deps, org, user.email)
-    await _revoke(conn, repo, deps, org, email=user.email, user_id=user.id, reason="password_changed")
-    await deps.outbox.add(conn, events.PasswordChanged(email=user.email, user_id=user.id, host=org.host), tenant=org.slug)
+    await _revoke(repo, announce, deps, org, email=user.email, user_id=user.id, reason="password_changed")
+    await announce(events.PasswordChanged(email=user.email, user_id=user.id, host=org.host), tenant=org.slug)
 
 
-async def request_unlock(conn: AsyncConnection, deps: Deps, org: Org, *, email: str) -> None:
+async def request_unlock(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, email: str) -> None:
     """An unlock link, only when the account exists and is locked (identity's copy of lockout's
     decisions); the answer is the same either way."""
-    repo = IdentityRepository(conn)
     user = await repo.user_by_email(tenant=org.slug, email=_email(email))
     if user is None or not await repo.locked(tenant=org.slug, email=user.email, now=deps.clock()) \
             or not await _may_issue(repo, deps, org, user.id, UNLOCK):
         return
     sealed, expires_at = await _issue(repo, deps, org, user.id, user.email, UNLOCK)
-    await deps.outbox.add(conn, events.UnlockRequested(email=user.email, user_id=user.id, host=org.host,
-                                                       token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
+    await announce(events.UnlockRequested(email=user.email, user_id=user.id, host=org.host,
+                                          token_encrypted=sealed, expires_at=expires_at), tenant=org.slug)
 
 
-async def unlock(conn: AsyncConnection, deps: Deps, org: Org, *, token: str) -> None:
+async def unlock(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, token: str) -> None:
     """The link proves the mailbox: lockout lifts every lock when UnlockLinkUsed reaches it (it
     stays the one that decides locks); identity clears its own copy now, so the person can sign
     in at once, as after a reset."""
-    repo = IdentityRepository(conn)
     row = await _redeem(repo, deps, org, token, UNLOCK)
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id)
     await _lift_locks(repo, deps, org, user.email)
-    await deps.outbox.add(conn, events.UnlockLinkUsed(email=user.email, user_id=user.id), tenant=org.slug)
+    await announce(events.UnlockLinkUsed(email=user.email, user_id=user.id), tenant=org.slug)
 
 
-async def renew_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
+async def renew_link(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
     """A new link for the account of an expired or used one, as its request form would send:
     the page needs no address, and shows none. An unknown token sends nothing."""
-    repo = IdentityRepository(conn)
     row = await repo.token(tenant=org.slug, purpose=purpose, token_hash=token_hash(token or ""))
     user = await repo.user_by_id(tenant=org.slug, user_id=row.user_id) if row is not None else None
     if user is not None:
-        await RENEWALS[purpose](conn, deps, org, email=user.email)
+        await RENEWALS[purpose](repo, announce, deps, org, email=user.email)
 
 
-async def find_portals(conn: AsyncConnection, deps: Deps, org: Org | None, *, email: str) -> None:
+async def find_portals(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org | None, *, email: str) -> None:
     """On any host: one email listing the address's organizations and their login pages, at most
     once per FIND_PORTAL_INTERVAL; nothing when it has no account."""
-    address, repo, now = _email(email), IdentityRepository(conn), deps.clock()
+    address, now = _email(email), deps.clock()
     portals = await repo.portals_of(email=address)
     if not portals or not await repo.note_portal_list(email_hash=token_hash(address), now=now, interval=FIND_PORTAL_INTERVAL):
         return
     listed = [events.Portal(name=TenantSettings.model_validate(p.settings).display_name or p.name, host=p.host)
               for p in portals]
-    await deps.outbox.add(conn, events.PortalsRequested(email=address, portals=listed), tenant=events.NO_TENANT)
+    await announce(events.PortalsRequested(email=address, portals=listed), tenant=events.NO_TENANT)
 
 
-async def check_link(conn: AsyncConnection, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
+async def check_link(repo: IdentityRepository, announce: Announcer, deps: Deps, org: Org, *, token: str, purpose: str) -> None:
     """Whether a confirmation or reset link can still be used, without using it: the pages say
     "Link expired" before asking for a new password, and a mail scanner's GET changes nothing."""
-    await _live_token(IdentityRepository(conn), deps, org, token, purpose)
+    await _live_token(repo, deps, org, token, purpose)
 
 
 # --- identity's copies of organizations and locks, fed by tenant's and lockout's events -----------

@@ -27,8 +27,8 @@ from shared.accounts import InvalidEmail, normalize_email
 from shared.db import transaction
 from shared.http import Metric, Problem, problem_response, problem_responses
 from shared.http import metrics_router as shared_metrics_router
+from shared.messaging import Announcer
 from shared.runtime import Runtime
-from shared.tenancy import TenantSettings
 from shared.text import PlainText
 
 MAX_FIELD = 4096  # requests are bounded; the domain gives the precise errors below this size
@@ -164,16 +164,13 @@ class Portal:
             return known
         host = request_host(request, self.settings)
         async with transaction(self.runtime.engine) as conn:
-            row = await IdentityRepository(conn).tenant_for_host(host)
-        if row is None:
-            raise Refused("organization_not_found", host=host)
-        return Org(slug=row.slug, name=row.name, settings=TenantSettings.model_validate(row.settings), host=host)
+            return await handlers.organization(IdentityRepository(conn), host=host)
 
     async def run(self, use_case: Callable[..., Awaitable[Outcome | Refused]], org: Org | None, **kwargs: Any) -> Outcome:
-        """The use case's outcome; a refusal is raised, also one the use case returned so that
-        its events were committed first."""
+        """The use case's outcome, given the repository and the announcer of one transaction; a
+        refusal is raised, also one the use case returned so that its events were committed first."""
         async with transaction(self.runtime.engine) as conn:
-            outcome = await use_case(conn, self.deps, org, **kwargs)
+            outcome = await use_case(IdentityRepository(conn), Announcer(conn, self.runtime.outbox), self.deps, org, **kwargs)
         self.runtime.relay.wake()
         if isinstance(outcome, Refused):
             raise outcome

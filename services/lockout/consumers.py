@@ -6,12 +6,11 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.lockout import handlers
-from services.lockout.handlers import Announce
 from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared import events
 from shared.events import Envelope
 from shared.kafka import Handler, replay_safe
-from shared.messaging import Outbox
+from shared.messaging import Announce, Announcer, Outbox
 
 TOPICS = (events.IDENTITY_TOPIC, events.TENANT_TOPIC)
 REPLAY_TOPICS = (*TOPICS, events.LOCKOUT_TOPIC)
@@ -22,7 +21,7 @@ def subscribers(outbox: Outbox | None, tables: Tables = LIVE) -> dict[type[event
     own tables, and the very same code recomputes the state without announcing anything."""
 
     def announce(conn: AsyncConnection, envelope: Envelope) -> Announce:
-        return handlers.silent if outbox is None else handlers.announcer(conn, outbox, correlation_id=envelope.correlation_id)
+        return handlers.silent if outbox is None else Announcer(conn, outbox, correlation_id=envelope.correlation_id)
 
     async def login_failed(conn: AsyncConnection, envelope: Envelope, event: events.LoginFailed) -> None:
         await handlers.record_failure(LockoutRepository(conn, tables), announce(conn, envelope), tenant=envelope.tenant,

@@ -10,6 +10,7 @@ from services.lockout.repository import LockoutRepository
 from shared.clock import utcnow
 from shared.db import transaction
 from shared.loop import AT_ONCE, PollLoop
+from shared.messaging import Announcer
 from shared.runtime import Runtime
 
 BATCH = 200
@@ -21,7 +22,7 @@ def expiry_watch(runtime: Runtime, *, interval: float, clock: Callable[[], datet
 
     async def announce_round() -> float | None:
         async with transaction(runtime.engine) as conn:
-            announced = await handlers.announce_expired(LockoutRepository(conn), handlers.announcer(conn, runtime.outbox),
+            announced = await handlers.announce_expired(LockoutRepository(conn), Announcer(conn, runtime.outbox),
                                                         now=clock(), limit=BATCH)
         if announced:
             runtime.relay.wake()

@@ -5,35 +5,20 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.lockout import domain
 from services.lockout.domain import EVERY_SOURCE, Lock, Policy, Standing
 from services.lockout.repository import LockoutRepository
 from shared import events
 from shared.clock import utcnow
-from shared.events import Envelope
-from shared.messaging import Outbox
+from shared.messaging import Announce
 from shared.tenancy import LockoutSettings
 
 log = logging.getLogger(__name__)
-
-
-class Announce(Protocol):
-    """Publishes a decision; returns its envelope, or None where decisions are not published."""
-
-    def __call__(self, event: events.Event, *, tenant: str) -> Awaitable[Envelope | None]: ...
-
-
-def announcer(conn: AsyncConnection, outbox: Outbox, *, correlation_id: str | None = None) -> Announce:
-    async def announce(event: events.Event, *, tenant: str) -> Envelope | None:
-        return await outbox.add(conn, event, tenant=tenant, correlation_id=correlation_id)
-    return announce
 
 
 async def silent(event: events.Event, *, tenant: str) -> None:

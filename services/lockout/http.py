@@ -17,6 +17,7 @@ from shared.clock import utcnow
 from shared.db import transaction
 from shared.events import Actor
 from shared.http import Problem, admin_actor, admin_guard, problem_response, problem_responses
+from shared.messaging import Announcer
 from shared.runtime import Runtime
 from shared.text import PlainText
 
@@ -48,8 +49,7 @@ def routes(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> APIRo
     @router.delete("/{slug}/{email}", status_code=204)
     async def unlock(slug: PlainText, email: Email, actor: Actor = Depends(admin_actor)) -> Response:  # noqa: B008
         async with transaction(runtime.engine) as conn:
-            await handlers.unlock(LockoutRepository(conn), handlers.announcer(conn, runtime.outbox,
-                                                                              correlation_id=actor.request_id),
+            await handlers.unlock(LockoutRepository(conn), Announcer(conn, runtime.outbox, correlation_id=actor.request_id),
                                   tenant=slug, email=_address(email), actor=actor)
         runtime.relay.wake()
         return Response(status_code=204, headers={"X-Request-ID": actor.request_id})

@@ -18,7 +18,7 @@ from services.mailer.domain import DeliveryFailure, Email, Kind, Organization, R
 from services.mailer.repository import MailerRepository
 from shared import events
 from shared.clock import utcnow
-from shared.messaging import Outbox
+from shared.messaging import Announce, Outbox
 from shared.secrets import MailTokenCipher, TokenBinding, TokenMismatch
 
 log = logging.getLogger(__name__)
@@ -149,13 +149,12 @@ def _opened(deps: Deps, row: Any, context: dict[str, Any]) -> str | None:
         raise Undeliverable("the link's token was not sealed with this mailer's MAIL_TOKEN_KEY") from None
 
 
-async def record(repo: MailerRepository, deps: Deps, job: Job, failure: DeliveryFailure | None) -> None:
+async def record(repo: MailerRepository, announce: Announce, deps: Deps, job: Job, failure: DeliveryFailure | None) -> None:
     """Sent, tried again later, or given up: with EmailSent or EmailFailed in the same transaction."""
     row, now = job.email, deps.clock()
     if failure is None:
         if await repo.mark_sent(row, now=now):
-            await deps.outbox.add(repo.conn, events.EmailSent(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key),
-                                  tenant=row.tenant)
+            await announce(events.EmailSent(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key), tenant=row.tenant)
         else:
             log.warning("email %s was sent after its lease ran out; another sender may send it too", row.dedup_key)
         return
@@ -163,5 +162,5 @@ async def record(repo: MailerRepository, deps: Deps, job: Job, failure: Delivery
     if isinstance(decision, domain.Retry):
         await repo.reschedule(row, at=decision.at, error=str(failure))
     elif await repo.mark_failed(row, error=decision.reason):
-        await deps.outbox.add(repo.conn, events.EmailFailed(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key,
-                                                       reason=decision.reason), tenant=row.tenant)
+        await announce(events.EmailFailed(email=row.to_address, kind=row.kind, dedup_key=row.dedup_key, reason=decision.reason),
+                       tenant=row.tenant)

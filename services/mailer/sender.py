@@ -15,6 +15,7 @@ from services.mailer.handlers import Deps, Job
 from services.mailer.repository import MailerRepository
 from shared.db import DatabaseUnavailable, transaction
 from shared.loop import AT_ONCE, PollLoop
+from shared.messaging import Announcer
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Sender:
             attempt += 1
             try:
                 async with transaction(self._engine) as conn:
-                    await handlers.record(MailerRepository(conn), self._deps, job, failure)
+                    await handlers.record(MailerRepository(conn), Announcer(conn, self._deps.outbox), self._deps, job, failure)
             except DatabaseUnavailable as exc:
                 pause = record_pause(attempt, left=lease_ends - loop.time())
                 if pause is None:

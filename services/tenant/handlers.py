@@ -1,5 +1,6 @@
 """Tenant's use cases: each checks its input, changes state through the repository of one
-transaction and writes its event into the outbox in that same transaction."""
+transaction and writes its event through ``announce`` (the outbox, in that same transaction, with the
+request's id as the correlation id)."""
 
 from __future__ import annotations
 
@@ -17,51 +18,49 @@ from services.tenant.domain import (
 )
 from services.tenant.repository import TenantRepository
 from shared.events import Actor, DomainAdded, DomainRemoved, TenantCreated, TenantUpdated
-from shared.messaging import Outbox
+from shared.messaging import Announce
 
 
 class NotFound(Exception):
     pass
 
 
-async def create_tenant(repo: TenantRepository, outbox: Outbox, *, slug: str, name: str,
+async def create_tenant(repo: TenantRepository, announce: Announce, *, slug: str, name: str,
                         domains: list[str], settings: dict[str, Any] | None, actor: Actor) -> dict[str, Any]:
     slug, hosts, clean = check_all(lambda: check_slug(slug), lambda: normalize_hosts(domains),
                                    lambda: check_settings(settings or {}))
     await repo.add(slug=slug, name=name, settings=clean)
     for host in hosts:
         await repo.add_domain(slug=slug, host=host)
-    await outbox.add(repo.conn, TenantCreated(slug=slug, name=name, domains=hosts, settings=clean, actor=actor), tenant=slug,
-                     correlation_id=actor.request_id)
+    await announce(TenantCreated(slug=slug, name=name, domains=hosts, settings=clean, actor=actor), tenant=slug)
     return await _found(repo, slug)
 
 
-async def update_tenant(repo: TenantRepository, outbox: Outbox, *, slug: str, name: str | None,
+async def update_tenant(repo: TenantRepository, announce: Announce, *, slug: str, name: str | None,
                         settings: dict[str, Any] | None, actor: Actor) -> dict[str, Any]:
     current = await _found(repo, slug, for_update=True)
     new_name, clean = name or current["name"], check_settings(merge_settings(current["settings"], settings or {}))
     if (new_name, clean) == (current["name"], current["settings"]):
         return current  # nothing changed: no event for the copies to apply
     await repo.update(slug, name=new_name, settings=clean)
-    await outbox.add(repo.conn, TenantUpdated(slug=slug, name=new_name, settings=clean, actor=actor), tenant=slug,
-                     correlation_id=actor.request_id)
+    await announce(TenantUpdated(slug=slug, name=new_name, settings=clean, actor=actor), tenant=slug)
     return await _found(repo, slug)
 
 
-async def add_domain(repo: TenantRepository, outbox: Outbox, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
+async def add_domain(repo: TenantRepository, announce: Announce, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
     host = normalize_host(host, field="host")
     await _found(repo, slug, for_update=True)
     if await repo.add_domain(slug=slug, host=host):
-        await outbox.add(repo.conn, DomainAdded(slug=slug, host=host, actor=actor), tenant=slug, correlation_id=actor.request_id)
+        await announce(DomainAdded(slug=slug, host=host, actor=actor), tenant=slug)
     return await _found(repo, slug)
 
 
-async def remove_domain(repo: TenantRepository, outbox: Outbox, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
+async def remove_domain(repo: TenantRepository, announce: Announce, *, slug: str, host: str, actor: Actor) -> dict[str, Any]:
     host = normalize_host(host, field="host")
     await _found(repo, slug, for_update=True)
     if not await repo.remove_domain(slug=slug, host=host):
         raise NotFound(f"{host} is not a domain of {slug}")
-    await outbox.add(repo.conn, DomainRemoved(slug=slug, host=host, actor=actor), tenant=slug, correlation_id=actor.request_id)
+    await announce(DomainRemoved(slug=slug, host=host, actor=actor), tenant=slug)
     return await _found(repo, slug)
 
 

@@ -16,6 +16,7 @@ from services.tenant.repository import TenantRepository
 from shared.db import transaction
 from shared.events import Actor
 from shared.http import Problem, admin_actor, admin_guard, problem_response, problem_responses
+from shared.messaging import Announcer
 from shared.runtime import Runtime
 from shared.text import PlainText
 
@@ -74,8 +75,11 @@ def routes(runtime: Runtime) -> APIRouter:
 
     By = Annotated[Actor, Depends(admin_actor)]
 
-    async def change(handler: Callable[..., Awaitable[dict[str, Any]]], **kwargs: Any) -> dict[str, Any]:
-        tenant = await read(handler, outbox=outbox, **kwargs)
+    async def change(handler: Callable[..., Awaitable[dict[str, Any]]], *, actor: Actor, **kwargs: Any) -> dict[str, Any]:
+        """A handler that writes its event through the outbox, with the request's id to follow it by."""
+        async with transaction(engine) as conn:
+            tenant = await handler(TenantRepository(conn), Announcer(conn, outbox, correlation_id=actor.request_id),
+                                   actor=actor, **kwargs)
         runtime.relay.wake()  # the copies in the other services learn of it now, not at the next poll
         return public(tenant)
 

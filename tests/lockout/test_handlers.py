@@ -20,7 +20,7 @@ from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared import events
 from shared.clock import utcnow
 from shared.db import make_engine
-from shared.messaging import Outbox, outbox_table
+from shared.messaging import Announcer, Outbox, outbox_table
 
 TENANT, EMAIL, SOURCE = "org-race", "ann@example.com", "198.51.100.1"
 
@@ -44,17 +44,17 @@ async def scratch(infra: Infrastructure) -> AsyncIterator[tuple[AsyncEngine, Tab
 
 
 async def failure(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
-    await handlers.record_failure(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT,
+    await handlers.record_failure(LockoutRepository(conn, tables), Announcer(conn, outbox), tenant=TENANT,
                                   email=EMAIL, source=SOURCE, at=utcnow(), event_id=uuid.uuid4())
 
 
 async def operator_unlock(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
-    await handlers.unlock(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT, email=EMAIL,
+    await handlers.unlock(LockoutRepository(conn, tables), Announcer(conn, outbox), tenant=TENANT, email=EMAIL,
                           actor=events.Actor(address="192.0.2.1", request_id="test"))
 
 
 async def password_changed(conn: AsyncConnection, tables: Tables, outbox: Outbox) -> None:
-    await handlers.password_changed(LockoutRepository(conn, tables), handlers.announcer(conn, outbox), tenant=TENANT,
+    await handlers.password_changed(LockoutRepository(conn, tables), Announcer(conn, outbox), tenant=TENANT,
                                     email=EMAIL, at=utcnow())
 
 

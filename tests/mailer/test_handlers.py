@@ -24,7 +24,7 @@ from services.mailer.sender import Sender
 from services.mailer.tables import emails, metadata
 from shared import events
 from shared.db import transaction
-from shared.messaging import Outbox
+from shared.messaging import Announcer, Outbox
 from shared.secrets import MailTokenCipher, TokenBinding, new_mail_token_key
 from tests.mailer.conftest import DatabaseSwitch
 
@@ -102,10 +102,11 @@ async def claim(world: World, deps: Deps | None = None, limit: int = 10) -> list
 
 
 async def send_and_record(world: World, jobs: list[Job], deps: Deps | None = None) -> None:
+    deps = deps or world.deps
     for job in jobs:
-        failure = await handlers.send(deps or world.deps, job)
+        failure = await handlers.send(deps, job)
         async with transaction(world.engine) as conn:
-            await handlers.record(MailerRepository(conn), deps or world.deps, job, failure)
+            await handlers.record(MailerRepository(conn), Announcer(conn, deps.outbox), deps, job, failure)
 
 
 async def rows(world: World) -> list[Any]:
