@@ -88,7 +88,8 @@ def replay(args: argparse.Namespace) -> int:
 
     if args.rebuild:
         from portal_auth.rebuild import rebuild_copies
-        from services.lockout.rebuild import RebuildNotSettled, rebuild
+        from services.lockout.rebuild import rebuild
+        from shared.replay import RebuildNotSettled
         from shared.settings import ConnectionSettings
 
         print(f"replay: rebuilding {args.rebuild}'s state from the event log ...", file=sys.stderr, flush=True)

@@ -10,10 +10,8 @@ consumer has applied every event the log holds, so both sides saw the same event
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.lockout.rebuild import RebuildNotSettled, RebuildSummary, differences
+from services.lockout.rebuild import RebuildSummary, differences
 from shared import events
 from shared.db import make_engine, transaction
 from shared.eventlog import LogReader
@@ -84,16 +82,12 @@ async def rebuild_copies(service: str, database_url: str, bootstrap_servers: str
             applied = AppliedEvents(copies.metadata.tables[f"{copies.schema}.applied_events"])
             replayer = Replayer(subscribers=copies.subscribers, applied=applied, transaction=lambda: _in(engine, copies, scratch))
             await replayer.apply(await log.read_to_end())
-            deadline = time.monotonic() + settle_seconds
-            while True:
-                async with transaction(engine) as live:
-                    await replayer.apply(await log.read_to_end())
-                    pending = replayer.consumed - await _applied_among(live, copies, replayer.consumed)
-                    if not pending or time.monotonic() > deadline:
-                        if replace and pending:
-                            raise RebuildNotSettled(len(pending))
-                        return await _finish(live, copies, scratch, replayer, pending=len(pending), replace=replace)
-                await asyncio.sleep(0.2)
+
+            async def finish(live: _LiveCopies, pending: int) -> CopiesSummary:
+                return await _finish(live.conn, copies, scratch, replayer, pending=pending, replace=replace)
+
+            return await replayer.settle(log, lambda: _live(engine, copies), finish, service=service, replace=replace,
+                                         seconds=settle_seconds)
     finally:
         async with transaction(engine) as conn:
             await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{scratch}" CASCADE'))
@@ -111,13 +105,27 @@ async def _in(engine: AsyncEngine, copies: Copies, scratch: str) -> AsyncIterato
         yield await conn.execution_options(schema_translate_map={copies.schema: scratch})
 
 
-async def _applied_among(conn: AsyncConnection, copies: Copies, ids: set[uuid.UUID]) -> set[uuid.UUID]:
-    table = copies.metadata.tables[f"{copies.schema}.applied_events"]
-    found: set[uuid.UUID] = set()
-    chosen = list(ids)
-    for start in range(0, len(chosen), 5000):
-        found.update((await conn.execute(sa.select(table.c.event_id).where(table.c.event_id.in_(chosen[start:start + 5000])))).scalars())
-    return found
+@dataclass(frozen=True)
+class _LiveCopies:
+    """The live copies, in one transaction (what Replayer.settle waits on)."""
+
+    conn: AsyncConnection
+    copies: Copies
+
+    async def freeze(self) -> None:
+        """Hold the live consumer off the copies while the tail is read and compared (and replaced)."""
+        for table in _tables(self.copies):
+            await self.conn.execute(sa.text(f'LOCK TABLE "{table.schema}"."{table.name}" IN SHARE ROW EXCLUSIVE MODE'))
+
+    async def applied_among(self, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        applied = AppliedEvents(self.copies.metadata.tables[f"{self.copies.schema}.applied_events"])
+        return await applied.among(self.conn, event_ids)
+
+
+@asynccontextmanager
+async def _live(engine: AsyncEngine, copies: Copies) -> AsyncIterator[_LiveCopies]:
+    async with transaction(engine) as conn:
+        yield _LiveCopies(conn, copies)
 
 
 async def _snapshot(conn: AsyncConnection, tables: list[sa.Table]) -> dict[str, set[tuple[Any, ...]]]:
@@ -135,8 +143,6 @@ def _hashable(value: Any) -> Any:
 async def _finish(live: AsyncConnection, copies: Copies, scratch: str, replayer: Replayer, *, pending: int,
                   replace: bool) -> CopiesSummary:
     tables = _tables(copies)
-    for table in tables:  # hold the live consumer off while comparing (and replacing)
-        await live.execute(sa.text(f'LOCK TABLE "{copies.schema}"."{table.name}" IN SHARE ROW EXCLUSIVE MODE'))
     current = await _snapshot(live, tables)
     # (execution_options changes the connection itself: the live snapshot is taken first)
     rebuilt = await _snapshot(await live.execution_options(schema_translate_map={copies.schema: scratch}), tables)

@@ -7,7 +7,8 @@ consumer idempotent: an event's id is recorded in the same transaction as its ef
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import uuid
+from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -92,3 +93,11 @@ class AppliedEvents:
     async def first_time(self, conn: AsyncConnection, envelope: Envelope) -> bool:
         stmt = insert(self.table).values(event_id=envelope.event_id).on_conflict_do_nothing().returning(self.table.c.event_id)
         return (await conn.execute(stmt)).first() is not None
+
+    async def among(self, conn: AsyncConnection, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these events were applied."""
+        ids, found = list(event_ids), set()
+        for start in range(0, len(ids), 10_000):
+            chunk = ids[start:start + 10_000]
+            found |= set(await conn.scalars(sa.select(self.table.c.event_id).where(self.table.c.event_id.in_(chunk))))
+        return found

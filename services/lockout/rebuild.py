@@ -13,9 +13,9 @@ so the live consumer does not count them twice).
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,15 +30,6 @@ from shared.messaging import AppliedEvents
 from shared.replay import Replayer
 
 LIVE_TYPES = frozenset(cls.TYPE for cls in subscribers(None))  # what the live consumer applies
-
-
-class RebuildNotSettled(Exception):
-    """The live consumer had not applied every event of the log in time: nothing was replaced."""
-
-    def __init__(self, pending: int) -> None:
-        super().__init__(f"the live lockout consumer has not applied {pending} event(s) of the log yet; nothing was "
-                         "replaced (is lockout running? try again once it has caught up)")
-        self.pending = pending
 
 
 @dataclass
@@ -61,8 +52,14 @@ class RebuildSummary:
 async def rebuild(database_url: str, bootstrap_servers: str, *, replace: bool = False,
                   settle_seconds: float = 15.0) -> RebuildSummary:
     """Rebuild the state from the log and compare it with the live one; with ``replace``, make it
-    the live one. Both wait up to ``settle_seconds`` for the live consumer to catch up: comparing
-    then reports what it had not applied, replacing raises RebuildNotSettled."""
+    the live one. Both wait up to ``settle_seconds`` for the live consumer to catch up
+    (Replayer.settle): comparing then reports what it had not applied, replacing raises
+    RebuildNotSettled.
+
+    Waiting is what keeps a replace right: the rebuild applied the pending events silently, so
+    until the live consumer has applied them itself, the locks they decide were never announced
+    (identity would never refuse). (Announcing from the rebuild instead would mean telling, event
+    by event while replaying, which ones are pending.)"""
     engine = make_engine(database_url, timeout=5.0, pool_size=2)
     schema = f"lockout_rebuild_{uuid.uuid4().hex[:12]}"
     metadata, scratch = LIVE.in_schema(schema)
@@ -74,35 +71,22 @@ async def rebuild(database_url: str, bootstrap_servers: str, *, replace: bool = 
             replayer = Replayer(subscribers=replay_subscribers(scratch), applied=AppliedEvents(scratch.applied_events),
                                 transaction=lambda: transaction(engine), live_types=LIVE_TYPES)
             await replayer.apply(await log.read_to_end())
-            return await _settle(engine, log, replayer, scratch, replace=replace, deadline=time.monotonic() + settle_seconds)
+
+            async def finish(live: LockoutRepository, pending: int) -> RebuildSummary:
+                return await _finish(live, replayer, scratch, pending=pending, replace=replace)
+
+            return await replayer.settle(log, lambda: _live(engine), finish, service="lockout", replace=replace,
+                                         seconds=settle_seconds)
     finally:
         async with transaction(engine) as conn:
             await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await engine.dispose()
 
 
-async def _settle(engine: AsyncEngine, log: LogReader, replayer: Replayer, scratch: Tables, *, replace: bool,
-                 deadline: float) -> RebuildSummary:
-    """Compare or replace once the live consumer has applied every event the log holds.
-
-    A replace must not happen before that: the rebuild applied the pending events silently, and
-    ``replace_with`` records them as applied, so the live consumer would skip them and the locks
-    they decide would never be announced (identity would never refuse). Waiting is the simplest
-    fix: once nothing is pending, the live consumer has applied every replayed event itself and
-    announced what it decided. (Announcing from the rebuild instead would mean telling, event by
-    event while replaying, which ones are pending.) When the consumer has not caught up by
-    ``deadline``, a replace fails and changes nothing; a comparison says how many it had not applied."""
-    while True:
-        async with transaction(engine) as conn:
-            live = LockoutRepository(conn)
-            await live.freeze()
-            await replayer.apply(await log.read_to_end())
-            pending = replayer.consumed - await live.applied_among(replayer.consumed)
-            if not pending or time.monotonic() > deadline:
-                if replace and pending:
-                    raise RebuildNotSettled(len(pending))
-                return await _finish(live, replayer, scratch, pending=len(pending), replace=replace)
-        await asyncio.sleep(0.2)
+@asynccontextmanager
+async def _live(engine: AsyncEngine) -> AsyncIterator[LockoutRepository]:
+    async with transaction(engine) as conn:
+        yield LockoutRepository(conn)
 
 
 async def _finish(live: LockoutRepository, replayer: Replayer, scratch: Tables, *, pending: int,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.lockout.domain import EVERY_SOURCE, Failure, Lock
 from services.lockout.tables import SCHEMA, applied_events, failures, locks, tenants
 from shared.db import hold
+from shared.messaging import AppliedEvents
 
 ALL_SOURCES = ""  # how EVERY_SOURCE is stored: a primary key cannot hold NULL
 
@@ -152,12 +153,7 @@ class LockoutRepository:
         await self.conn.execute(sa.text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
 
     async def applied_among(self, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-        ids, found = list(event_ids), set()
-        for start in range(0, len(ids), 10_000):
-            chunk = ids[start:start + 10_000]
-            found |= set(await self.conn.scalars(
-                sa.select(self.t.applied_events.c.event_id).where(self.t.applied_events.c.event_id.in_(chunk))))
-        return found
+        return await AppliedEvents(self.t.applied_events).among(self.conn, event_ids)
 
     async def replace_with(self, source: Tables) -> None:
         """Make this state the copy of ``source``'s, keeping which expiries were already announced,

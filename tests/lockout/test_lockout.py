@@ -18,9 +18,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from portal_auth.system import System
-from services.lockout.rebuild import RebuildNotSettled, rebuild
+from services.lockout.rebuild import rebuild
 from shared.eventlog import LogReader
 from shared.events import IDENTITY_TOPIC, LOCKOUT_TOPIC, Envelope
+from shared.replay import RebuildNotSettled
 from tests.conftest import ADMIN_TOKEN, Org, create_org, mail_to, portal, token_in
 
 pytestmark = pytest.mark.e2e
