@@ -58,6 +58,10 @@ def make_broker(bootstrap_servers: str, *, client_id: str, client_options: Mappi
         linger_ms=0,
         request_timeout_ms=10_000,
         graceful_timeout=5.0,
+        # Subscribers take the message as it is (``decoder=as_is``) and parse the envelope
+        # themselves: FastStream's injection resolved the message parameter in a worker thread,
+        # a thread hand-off for every record.
+        apply_types=False,
         logger=logging.getLogger(f"{client_id}.kafka"),
         log_level=logging.DEBUG,
     )
@@ -255,7 +259,7 @@ def subscribe(broker: KafkaBroker, *, topics: tuple[str, ...], group_id: str, co
     attempts: dict[tuple[str, int, int], int] = {}
     offsets = Offsets()
 
-    @broker.subscriber(*topics, group_id=group_id, auto_offset_reset="earliest",
+    @broker.subscriber(*topics, group_id=group_id, auto_offset_reset="earliest", decoder=as_is,
                        fetch_max_wait_ms=FETCH_MAX_WAIT_MS, ack_policy=AckPolicy.MANUAL)
     async def on_message(message: KafkaMessage) -> None:
         type_name = message.headers.get("type")
@@ -267,6 +271,12 @@ def subscribe(broker: KafkaBroker, *, topics: tuple[str, ...], group_id: str, co
                 await message.nack()  # back to this record: it comes again
                 raise
         await offsets.processed(message)
+
+
+async def as_is(message: KafkaMessage) -> KafkaMessage:
+    """A subscriber's decoder on a broker without injection (``make_broker``): the handler gets
+    the message itself, headers and record included, and its body undecoded."""
+    return message
 
 
 class Offsets:

@@ -25,6 +25,7 @@ from services.mailer.bootstrap import create_app as mailer_app
 from services.mailer.settings import MailerSettings
 from shared import events
 from shared.events import Envelope, dlq_topic
+from shared.kafka import as_is
 from shared.migrations import upgrade
 from shared.runtime import Runtime
 from tests.conftest import new_database
@@ -70,7 +71,7 @@ async def test_poison_goes_to_the_dead_letter_topic_and_the_next_event_is_applie
     runtime: Runtime = APPS[service](database).state.runtime
     dead: list[tuple[bytes, dict[str, Any]]] = []
 
-    @runtime.broker.subscriber(dlq_topic(topic), group_id="wiring-test")
+    @runtime.broker.subscriber(dlq_topic(topic), group_id="wiring-test", decoder=as_is)
     async def on_dead_letter(message: KafkaMessage) -> None:
         dead.append((message.body, dict(message.headers)))
 
