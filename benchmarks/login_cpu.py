@@ -1,0 +1,85 @@
+"""CPU per login, per service and per identity thread: the before-and-after figure of
+docs/performance.md ("The same logins, before and after").
+
+    .venv/bin/python benchmarks/login_cpu.py [--rounds 4] [--logins 400]
+
+Starts the whole system (Apache Kafka, PostgreSQL, the four services), makes 5 confirmed
+accounts, logs in ``--logins`` times with 4 clients, and prints each service's process CPU per
+login with its idle CPU over as long subtracted, and how identity's threads shared it (the
+bcrypt workers apart from the event loop's). At ``--rounds 4`` the hash is about 1 ms, so what
+it prints is the work around the hash. Run it on an idle machine; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench import ADMIN, SERVICES, Bench, closed_loop, local_system, service_cpu
+
+from portal_auth.system import System
+from shared.secrets import new_mail_token_key
+
+
+def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
+    """CPU seconds of each thread of ``pid``, by (thread id, name)."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except OSError:
+            continue  # ended meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        found[(tid, name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+async def measure(system: System, key: str, logins: int) -> None:
+    bench = Bench(system, key, None)  # no mode: only its login helpers are used
+    try:
+        await bench.new_org()
+        emails = await bench.accounts(5)
+        await closed_loop(bench, emails, 4, 2.0)  # warm-up: connections, caches
+        await asyncio.sleep(2.0)
+        identity = system.processes["identity"].process.pid
+        threads, before, started = thread_cpu(identity), service_cpu(system), time.perf_counter()
+        done = await closed_loop(bench, emails, 4, 3600.0, logins=logins)
+        await asyncio.sleep(1.5)  # the consumers finish the last events
+        after, elapsed, threads_after = service_cpu(system), time.perf_counter() - started, thread_cpu(identity)
+        idle = service_cpu(system)
+        await asyncio.sleep(elapsed)
+        idle_after = service_cpu(system)
+        print(f"{done} logins in {elapsed:.1f} s, BCRYPT_ROUNDS={os.environ['BCRYPT_ROUNDS']}")
+        for name in SERVICES:
+            work = after[name] - before[name] - (idle_after[name] - idle[name])
+            print(f"  {name}: {work / done * 1000:.2f} ms per login beyond its idle CPU")
+        print("  identity's threads:")
+        for thread in sorted(threads_after, key=lambda t: threads.get(t, 0.0) - threads_after[t]):
+            print(f"    {thread[1]} {thread[0]}: {(threads_after[thread] - threads.get(thread, 0.0)) / done * 1000:.2f} ms per login")
+    finally:
+        await bench.client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=4, help="BCRYPT_ROUNDS of the services (4: the hash is about 1 ms)")
+    parser.add_argument("--logins", type=int, default=400)
+    args = parser.parse_args()
+    key = new_mail_token_key()
+    os.environ["BCRYPT_ROUNDS"] = str(args.rounds)
+    env = {"ADMIN_TOKEN": ADMIN, "MAIL_TOKEN_KEY": key, "BCRYPT_ROUNDS": str(args.rounds), "TRUSTED_PROXIES": "127.0.0.1",
+           "MAIL_FROM": "portal@example.test"}
+    with tempfile.TemporaryDirectory(prefix="login-cpu-") as tmp, local_system(Path(tmp), env=env) as system:
+        asyncio.run(measure(system, key, args.logins))
+
+
+if __name__ == "__main__":
+    main()
