@@ -80,9 +80,17 @@ async def transaction(engine: AsyncEngine, *, autocommit: bool = False) -> Async
         # sa.exc.TimeoutError: no pooled connection came free within the timeout; a 503 too
         raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
     except sa.exc.DBAPIError as exc:
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or _server_unavailable(exc):
             raise DatabaseUnavailable(str(exc)) from exc
         raise
+
+
+def _server_unavailable(exc: sa.exc.DBAPIError) -> bool:
+    """A refusal that says the server, not the statement, is the trouble: SQLSTATE class 08
+    (connection exception) or 57 (operator intervention: "the database system is shutting down",
+    starting up, or restarting after a crash)."""
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in ("08", "57")
 
 
 _abandoned: set[asyncio.Future[Any]] = set()
