@@ -107,6 +107,9 @@ async def test_faults_lose_nothing_and_double_nothing(chaos_system: System, fail
     print(result.closing_line(len(faults.records)))
 
     assert not result.lost and not result.doubled and not result.missing_locks and equal
+    server_errors = {answer: n for answer, n in workload.ledger.answers.items()
+                     if answer.rsplit(" ", 1)[1].isdigit() and int(answer.rsplit(" ", 1)[1]) >= 500 and not answer.endswith(" 503")}
+    assert not server_errors, f"answers other than 503 for a dependency that was away: {server_errors}"
     assert result.events >= SCALE.min_events, f"only {result.events} events, the {SCALE.name} run wants {SCALE.min_events}"
     assert workload.ledger.locks_due(), "no guesser reached the lockout threshold"
     broker_outages = [r for r in faults.records if r.name.startswith("Kafka broker stopped")]
