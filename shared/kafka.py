@@ -33,7 +33,10 @@ PUBLISH_TIMEOUT = 15.0
 BUSY_RETRY_SECONDS = 0.01
 # A consumer's fetch waits at the broker until a record arrives or this passes: the broker
 # answers at once when one arrives, so a long wait costs no latency and spares idle round trips.
-FETCH_MAX_WAIT_MS = 1000
+# Not longer: while a fetch waits at the broker, aiokafka does not fetch a partition whose records
+# it had already buffered when that fetch was sent, so a record arriving there meanwhile can wait
+# for the whole wait (a lock's way to identity's memory crosses two such readers).
+FETCH_MAX_WAIT_MS = 500
 # A relay is woken by every commit of its own process that wrote an event; its rounds between
 # wake-ups only pick up rows whose process died before its relay sent them.
 RELAY_IDLE_SECONDS = 5.0
