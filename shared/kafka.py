@@ -140,6 +140,12 @@ class OutboxRelay:
         self._engine, self._table, self._new_producer, self._connected = engine, table, producer, connected
         self._batch = batch
         self._lock_id = zlib.crc32(f"outbox:{table.fullname}".encode())
+        # the lock and the rows in one round trip: the rows are read only when the lock was had
+        lock = sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id).label("held")).subquery("relay_lock")
+        pending = (sa.select(table.c.id, table.c.topic, table.c.key, table.c.payload)
+                   .where(lock.c.held, table.c.sent_at.is_(None)).order_by(table.c.id).limit(batch)
+                   .with_for_update(skip_locked=True).lateral("pending"))
+        self._pending = sa.select(lock.c.held, pending).select_from(lock.outerjoin(pending, sa.true()))
         self._producer: AIOKafkaProducer | None = None
         self.loop = PollLoop("outbox relay", self._round, idle=idle_seconds)
 
@@ -164,14 +170,8 @@ class OutboxRelay:
     async def relay_once(self) -> int | None:
         """How many rows were sent; None when another relay of the service held the lock."""
         t = self._table
-        # the lock and the rows in one round trip: the rows are read only when the lock was had
-        lock = sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id).label("held")).subquery("relay_lock")
-        pending = (sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload)
-                   .where(lock.c.held, t.c.sent_at.is_(None)).order_by(t.c.id).limit(self._batch)
-                   .with_for_update(skip_locked=True).lateral("pending"))
-        query = sa.select(lock.c.held, pending).select_from(lock.outerjoin(pending, sa.true()))
         async with transaction(self._engine) as conn:
-            found = (await conn.execute(query)).all()
+            found = (await conn.execute(self._pending)).all()
             if not found[0].held:
                 return None
             rows = [row for row in found if row.id is not None]

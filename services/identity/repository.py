@@ -246,9 +246,6 @@ class IdentityRepository:
 
     # --- sessions -----------------------------------------------------------------------------
 
-    async def add_session(self, **values: Any) -> None:
-        await self.conn.execute(sessions.insert().values(**values))
-
     async def session(self, *, tenant: str, token_hash: str, now: datetime) -> Session | None:
         """A live session of this organization, with its user."""
         query = (sa.select(sessions, users.c.email, users.c.display_name)
