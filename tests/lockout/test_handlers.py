@@ -5,6 +5,7 @@ once order what they announce."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -111,3 +112,21 @@ async def _until_waiting_on_the_account(engine: AsyncEngine, pid: int, task: asy
             assert not task.done(), f"the lift finished without waiting for the account: {task!r}"
             assert time.monotonic() < deadline, "the lift never waited for the account"
             await asyncio.sleep(0.02)
+
+
+async def test_a_success_applied_again_forgets_only_the_failures_before_it(infra: Infrastructure) -> None:
+    """LoginSucceeded runs without an applied-events record, so a redelivery (or a rebuild's
+    replay) applies it again after later events: it must forget only the failures up to its own
+    time, from its own source, and leave a later typo and another address's guesses counted."""
+    async with scratch(infra) as (engine, tables, _):
+        start = utcnow()
+        at = [start + datetime.timedelta(seconds=n) for n in range(4)]
+        async with engine.begin() as conn:
+            repo = LockoutRepository(conn, tables)
+            await repo.add_failure(event_id=uuid.uuid4(), tenant=TENANT, email=EMAIL, source=SOURCE, at=at[0])
+            await repo.add_failure(event_id=uuid.uuid4(), tenant=TENANT, email=EMAIL, source="203.0.113.9", at=at[0])
+            await handlers.record_success(repo, tenant=TENANT, email=EMAIL, source=SOURCE, at=at[1])
+            await repo.add_failure(event_id=uuid.uuid4(), tenant=TENANT, email=EMAIL, source=SOURCE, at=at[2])
+            await handlers.record_success(repo, tenant=TENANT, email=EMAIL, source=SOURCE, at=at[1])  # the redelivery
+            left = await repo.failures(tenant=TENANT, email=EMAIL, after=start - datetime.timedelta(seconds=1))
+        assert sorted((f.source, f.at) for f in left) == sorted([(SOURCE, at[2]), ("203.0.113.9", at[0])])
