@@ -114,6 +114,10 @@ def assert_locked(answer: httpx.Response) -> datetime:
     assert answer.headers["content-type"] == "application/problem+json"
     assert (body["code"], body["title"]) == ("account_locked", "Account temporarily locked")
     assert int(answer.headers["Retry-After"]) >= 1
+    assert body["actions"] == ["send_unlock_link"]
+    # answered ahead of the route (LocksFirst) or by it, with the headers of every other answer
+    assert answer.headers["content-security-policy"].startswith("default-src 'self'")
+    assert answer.headers["cache-control"] == "no-store"
     return datetime.fromisoformat(body["locked_until"])
 
 
