@@ -239,8 +239,8 @@ def sources() -> Iterator[str]:
 
 
 class Bench:
-    def __init__(self, system: System, key: str, mode: Mode) -> None:
-        self.system, self.key, self.mode = system, key, mode
+    def __init__(self, system: System, key: str) -> None:
+        self.system, self.key = system, key
         self.host = ""
         self.addresses = sources()
         # Idle connections are dropped before the server (uvicorn: 5 s) would close them under a request.
@@ -426,7 +426,7 @@ async def mail_latency(bench: Bench, count: int) -> list[float]:
 
 async def measure(system: System, key: str, mode: Mode, figures: Figures, say: Callable[[str], None],
                   profiler: Profiler) -> None:
-    bench = Bench(system, key, mode)
+    bench = Bench(system, key)
     try:
         await bench.new_org()
         cores = os.cpu_count() or 1

@@ -43,7 +43,7 @@ def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
 
 
 async def measure(system: System, key: str, logins: int) -> None:
-    bench = Bench(system, key, None)  # no mode: only its login helpers are used
+    bench = Bench(system, key)
     try:
         await bench.new_org()
         emails = await bench.accounts(5)
