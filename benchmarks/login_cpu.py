@@ -22,10 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import ADMIN, SERVICES, Bench, closed_loop, local_system, service_cpu
+from bench import ADMIN, SERVICES, Bench, Profiler, closed_loop, local_system, service_cpu
 
 from portal_auth.system import System
 from shared.secrets import new_mail_token_key
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine spent working (user, nice, system, irq, softirq), all cores."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return sum(int(fields[i]) for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
@@ -42,28 +48,38 @@ def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
     return found
 
 
-async def measure(system: System, key: str, logins: int) -> None:
+async def measure(system: System, key: str, logins: int, profile: Path | None) -> None:
     bench = Bench(system, key)
+    profiler = Profiler(system, profile)
     try:
         await bench.new_org()
         emails = await bench.accounts(5)
         await closed_loop(bench, emails, 4, 2.0)  # warm-up: connections, caches
         await asyncio.sleep(2.0)
         identity = system.processes["identity"].process.pid
+        profiler.start(20.0)
         threads, before, started = thread_cpu(identity), service_cpu(system), time.perf_counter()
+        machine = machine_cpu()
         done = await closed_loop(bench, emails, 4, 3600.0, logins=logins)
         await asyncio.sleep(1.5)  # the consumers finish the last events
         after, elapsed, threads_after = service_cpu(system), time.perf_counter() - started, thread_cpu(identity)
-        idle = service_cpu(system)
+        idle, machine_after = service_cpu(system), machine_cpu()
         await asyncio.sleep(elapsed)
-        idle_after = service_cpu(system)
+        idle_after, machine_idle = service_cpu(system), machine_cpu()
         print(f"{done} logins in {elapsed:.1f} s, BCRYPT_ROUNDS={os.environ['BCRYPT_ROUNDS']}")
         for name in SERVICES:
             work = after[name] - before[name] - (idle_after[name] - idle[name])
             print(f"  {name}: {work / done * 1000:.2f} ms per login beyond its idle CPU")
+        services = sum(after[name] - before[name] - (idle_after[name] - idle[name]) for name in SERVICES)
+        machine_work = (machine_after - machine) - (machine_idle - machine_after)
+        print(f"  the whole machine: {machine_work / done * 1000:.2f} ms per login beyond its idle CPU, "
+              f"{(machine_work - services) / done * 1000:.2f} ms of it outside the services (Kafka, PostgreSQL, "
+              "this client, the kernel)")
         print("  identity's threads:")
         for thread in sorted(threads_after, key=lambda t: threads.get(t, 0.0) - threads_after[t]):
             print(f"    {thread[1]} {thread[0]}: {(threads_after[thread] - threads.get(thread, 0.0)) / done * 1000:.2f} ms per login")
+        for line in profiler.report():
+            print(line)
     finally:
         await bench.client.aclose()
 
@@ -72,13 +88,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4, help="BCRYPT_ROUNDS of the services (4: the hash is about 1 ms)")
     parser.add_argument("--logins", type=int, default=400)
+    parser.add_argument("--profile", type=Path, help="run py-spy on each service over the first 20 s of logins")
     args = parser.parse_args()
     key = new_mail_token_key()
     os.environ["BCRYPT_ROUNDS"] = str(args.rounds)
     env = {"ADMIN_TOKEN": ADMIN, "MAIL_TOKEN_KEY": key, "BCRYPT_ROUNDS": str(args.rounds), "TRUSTED_PROXIES": "127.0.0.1",
            "MAIL_FROM": "portal@example.test"}
     with tempfile.TemporaryDirectory(prefix="login-cpu-") as tmp, local_system(Path(tmp), env=env) as system:
-        asyncio.run(measure(system, key, args.logins))
+        asyncio.run(measure(system, key, args.logins, args.profile))
 
 
 if __name__ == "__main__":
