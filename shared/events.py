@@ -115,10 +115,16 @@ class EmailConfirmed(AccountEvent):
 
 
 class LoginSucceeded(AccountEvent):
+    """``failures_from_source``: the failed logins from ``source`` that identity had counted on
+    the account within the lockout window when this one succeeded. 0 tells lockout that the
+    success has no failure to forget, so it passes the event over without a database round trip;
+    None (events written before the field) means unknown."""
+
     TYPE = "LoginSucceeded"
     TOPIC = IDENTITY_TOPIC
     user_id: uuid.UUID
     source: str
+    failures_from_source: int | None = None
 
 
 class LoginFailed(AccountEvent):

@@ -216,6 +216,21 @@ def replay_safe(handler: Handler) -> Handler:
     return handler
 
 
+def only_when(wanted: Callable[[Any], bool]) -> Callable[[Handler], Handler]:
+    """Marks a handler that has nothing to do for an event ``wanted`` says False of: the consumer
+    (and a rebuild) passes that event over without taking a connection."""
+    def mark(handler: Handler) -> Handler:
+        handler.wanted = wanted  # type: ignore[attr-defined]
+        return handler
+    return mark
+
+
+def wants(handler: Handler, event: Event) -> bool:
+    """Whether ``handler`` has anything to do for ``event`` (see ``only_when``)."""
+    wanted: Callable[[Any], bool] | None = getattr(handler, "wanted", None)
+    return wanted is None or wanted(event)
+
+
 def recorded(handler: Handler) -> bool:
     """Whether the live consumer records the events ``handler`` applies (not ``replay_safe``)."""
     return not getattr(handler, "replay_safe", False)
@@ -237,8 +252,8 @@ class EventConsumer:
     async def __call__(self, envelope: Envelope, event: Event | None = None) -> None:
         event = event or envelope.event()  # raises for unknown or malformed events: dead letter
         handler = self._handlers.get(type(event))
-        if handler is None:
-            return  # someone else's concern
+        if handler is None or not wants(handler, event):
+            return  # someone else's concern, or nothing to do
         if not recorded(handler):
             async with transaction(self._engine, autocommit=True) as conn:
                 await handler(conn, envelope, event)

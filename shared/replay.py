@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.eventlog import LogReader
 from shared.events import EVENT_TYPES, Envelope, Event
-from shared.kafka import Handler, recorded
+from shared.kafka import Handler, recorded, wants
 from shared.messaging import AppliedEvents
 
 BATCH = 200  # events per transaction while replaying
@@ -76,6 +76,8 @@ class Replayer:
             event = envelope.event()
         except (ValueError, ValidationError):
             return  # the live consumer dead-lettered it as well
+        if not wants(subscriber, event):
+            return  # the live consumer passed it over too
         if (self._live_types is None or envelope.type in self._live_types) and recorded(subscriber):
             self.consumed.add(envelope.event_id)  # the live consumer records it as applied
         if await self.applied.first_time(conn, envelope):

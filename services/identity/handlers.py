@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from services.identity import domain
 from services.identity.domain import Refused, SessionPolicy
 from services.identity.memory import LiveCopies
-from services.identity.repository import IdentityRepository, User
+from services.identity.repository import Attempt, IdentityRepository
 from shared import events
 from shared.accounts import InvalidEmail, normalize_email
 from shared.clock import utcnow
@@ -206,7 +206,8 @@ async def login(repo: IdentityRepository, announce: Announcer, deps: Deps, org: 
     The entrypoint runs it ``admitted``, outside the transaction.
     The database is asked once before the hash and written once after it."""
     address, now = _email(email), deps.clock()
-    user = await _admit(repo, deps, org, address, source, now)
+    attempt = await _admit(repo, deps, org, address, source, now)
+    user = attempt.user
     verified = await deps.hasher.verify(password, user.password_hash if user else None)
     if user is None or not verified:
         return await _login_failed(repo, announce, deps, org, email=address, source=source, now=now)
@@ -215,7 +216,8 @@ async def login(repo: IdentityRepository, announce: Announcer, deps: Deps, org: 
     if deps.hasher.outdated(user.password_hash):
         await repo.set_password_hash(tenant=org.slug, user_id=user.id, password_hash=await deps.hasher.hash(password))
     cookie_value, (idle, absolute) = new_token(), deps.sessions.limits(remember=remember)
-    written = announce.statement(events.LoginSucceeded(email=address, user_id=user.id, source=source), tenant=org.slug)
+    written = announce.statement(events.LoginSucceeded(email=address, user_id=user.id, source=source,
+                                                       failures_from_source=attempt.recent.from_source), tenant=org.slug)
     await repo.sign_in(tenant=org.slug, email=address, source=source, announce=written, session={
         "id": uuid.uuid4(), "token_hash": token_hash(cookie_value), "tenant": org.slug, "user_id": user.id,
         "remember": remember, "created_at": now, "idle_expires_at": now + idle, "absolute_expires_at": now + absolute})
@@ -231,11 +233,12 @@ async def _login_failed(repo: IdentityRepository, announce: Announcer, deps: Dep
     return Refused("invalid_credentials")
 
 
-async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, source: str, now: datetime) -> User | None:
+async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, source: str, now: datetime) -> Attempt:
     """The refusals that cost no bcrypt work: a parallel attempt on the same account (the
     transaction-scoped advisory lock is held until this attempt commits), a lock (from the table
     while the memory is not there), or failures that reached a threshold while lockout's verdict
-    is on its way. Otherwise the account's user, read in the same round trip."""
+    is on its way. Otherwise the attempt: the account's user and recent failures, read in the same
+    round trip."""
     attempt = await repo.attempt(tenant=org.slug, email=address, source=source, since=now - _window(org))
     if not attempt.serialized:
         raise _one_at_a_time(now)
@@ -250,7 +253,7 @@ async def _admit(repo: IdentityRepository, deps: Deps, org: Org, address: str, s
                                           max_from_all=policy.max_failures_account, now=now)
     if verdict_due is not None:
         raise _retry_later("too_many_requests", now, until=verdict_due)
-    return attempt.user
+    return attempt
 
 
 def _locked(now: datetime, *, until: datetime) -> Refused:

@@ -9,7 +9,7 @@ from services.lockout import handlers
 from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared import events
 from shared.events import Envelope
-from shared.kafka import Handler, replay_safe
+from shared.kafka import Handler, only_when, replay_safe
 from shared.messaging import Announce, Announcer, Outbox
 
 TOPICS = (events.IDENTITY_TOPIC, events.TENANT_TOPIC)
@@ -28,6 +28,7 @@ def subscribers(outbox: Outbox | None, tables: Tables = LIVE) -> dict[type[event
                                       email=event.email, source=event.source, at=envelope.occurred_at, event_id=envelope.event_id)
 
     @replay_safe
+    @only_when(lambda event: event.failures_from_source != 0)  # identity counted none: nothing to forget
     async def login_succeeded(conn: AsyncConnection, envelope: Envelope, event: events.LoginSucceeded) -> None:
         await handlers.record_success(LockoutRepository(conn, tables), tenant=envelope.tenant, email=event.email,
                                       source=event.source, at=envelope.occurred_at)

@@ -16,12 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from portal_auth.system import Infrastructure
-from services.lockout import handlers
+from services.lockout import consumers, handlers
 from services.lockout.repository import LIVE, LockoutRepository, Tables
 from shared import events
 from shared.clock import utcnow
 from shared.db import make_engine
-from shared.messaging import Announcer, Outbox, outbox_table
+from shared.kafka import EventConsumer
+from shared.messaging import AppliedEvents, Announcer, Outbox, outbox_table
 
 TENANT, EMAIL, SOURCE = "org-race", "ann@example.com", "198.51.100.1"
 
@@ -130,3 +131,32 @@ async def test_a_success_applied_again_forgets_only_the_failures_before_it(infra
             await handlers.record_success(repo, tenant=TENANT, email=EMAIL, source=SOURCE, at=at[1])  # the redelivery
             left = await repo.failures(tenant=TENANT, email=EMAIL, after=start - datetime.timedelta(seconds=1))
         assert sorted((f.source, f.at) for f in left) == sorted([(SOURCE, at[2]), ("203.0.113.9", at[0])])
+
+
+async def test_a_success_identity_counted_no_failure_for_is_passed_over(infra: Infrastructure) -> None:
+    """LoginSucceeded says how many failures from its source identity had counted; lockout's
+    consumer forgets the source's failures when that is not 0 (or not said, as in events written
+    before the field), and passes a 0 over without touching the database."""
+    async with scratch(infra) as (engine, tables, _):
+        consume = EventConsumer(engine=engine, applied=AppliedEvents(tables.applied_events),
+                                handlers=consumers.subscribers(None, tables))
+
+        async def counted() -> int:
+            async with engine.begin() as conn:
+                found = await LockoutRepository(conn, tables).failures(
+                    tenant=TENANT, email=EMAIL, after=utcnow() - datetime.timedelta(minutes=1))
+            return len(found)
+
+        async def success(failures_from_source: int | None) -> None:
+            event = events.LoginSucceeded(email=EMAIL, user_id=uuid.uuid4(), source=SOURCE,
+                                          failures_from_source=failures_from_source)
+            await consume(events.Envelope.wrap(event, tenant=TENANT, producer="identity"))
+
+        for said in (0, 1, None):
+            async with engine.begin() as conn:
+                await LockoutRepository(conn, tables).add_failure(event_id=uuid.uuid4(), tenant=TENANT, email=EMAIL,
+                                                                  source=SOURCE, at=utcnow())
+            assert await counted() == 1
+            await success(said)
+            assert await counted() == (1 if said == 0 else 0), said
+            await success(1)  # forgets it, for the next round
