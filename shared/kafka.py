@@ -127,8 +127,9 @@ class OutboxRelay:
 
     Relays of one service may run in many processes: a transaction-scoped advisory lock lets one
     of them send at a time, which keeps each key's events in order, and rows are taken with
-    FOR UPDATE SKIP LOCKED so no row is ever taken by two relays. A crash between sending and
-    marking sends a row again; consumers are idempotent, so that is harmless.
+    FOR UPDATE SKIP LOCKED so no row is ever taken by two relays. A round takes and marks its rows
+    in one statement and commits the marks once the broker acknowledged them; a crash between
+    sending and that commit sends a row again; consumers are idempotent, so that is harmless.
 
     The relay has a producer of its own, and a batch that fails throws it away: an idempotent
     producer cut off from the broker mid-batch (a network partition) can be left with sequence
@@ -140,12 +141,15 @@ class OutboxRelay:
         self._engine, self._table, self._new_producer, self._connected = engine, table, producer, connected
         self._batch = batch
         self._lock_id = zlib.crc32(f"outbox:{table.fullname}".encode())
-        # the lock and the rows in one round trip: the rows are read only when the lock was had
-        lock = sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id).label("held")).subquery("relay_lock")
-        pending = (sa.select(table.c.id, table.c.topic, table.c.key, table.c.payload)
-                   .where(lock.c.held, table.c.sent_at.is_(None)).order_by(table.c.id).limit(batch)
-                   .with_for_update(skip_locked=True).lateral("pending"))
-        self._pending = sa.select(lock.c.held, pending).select_from(lock.outerjoin(pending, sa.true()))
+        # The lock, the rows and their marking in one round trip: the rows are taken only when the
+        # lock was had, and marked sent in the transaction that stays open while they are sent, so
+        # a failed send (or a crash) rolls the marks back and they are sent again.
+        lock = sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_id).label("held")).cte("relay_lock")
+        pending = (sa.select(table.c.id).where(sa.select(lock.c.held).scalar_subquery(), table.c.sent_at.is_(None))
+                   .order_by(table.c.id).limit(batch).with_for_update(skip_locked=True).cte("pending"))
+        marked = (table.update().where(table.c.id == pending.c.id).values(sent_at=sa.func.now())
+                  .returning(table.c.id, table.c.topic, table.c.key, table.c.payload).cte("marked"))
+        self._take = sa.select(lock.c.held, marked).select_from(lock.outerjoin(marked, sa.true()))
         self._producer: AIOKafkaProducer | None = None
         self.loop = PollLoop("outbox relay", self._round, idle=idle_seconds)
 
@@ -169,12 +173,11 @@ class OutboxRelay:
 
     async def relay_once(self) -> int | None:
         """How many rows were sent; None when another relay of the service held the lock."""
-        t = self._table
         async with transaction(self._engine) as conn:
-            found = (await conn.execute(self._pending)).all()
+            found = (await conn.execute(self._take)).all()
             if not found[0].held:
                 return None
-            rows = [row for row in found if row.id is not None]
+            rows = sorted((row for row in found if row.id is not None), key=lambda row: row.id)
             if not rows:
                 return 0
             try:
@@ -182,8 +185,7 @@ class OutboxRelay:
             except BaseException:
                 await self.close()
                 raise
-            crash_here(f"{t.schema}.relay-after-publish")
-            await conn.execute(t.update().where(t.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.now()))
+            crash_here(f"{self._table.schema}.relay-after-publish")
         return len(rows)
 
     async def _publish(self, rows: Sequence[sa.Row[int, str, str, Any]]) -> None:
