@@ -143,7 +143,7 @@ def record(kind: type[R], row: sa.Row[Any] | None) -> R | None:
     return kind(**{name: fields[name] for name in getattr(kind, "__dataclass_fields__")})  # noqa: B009
 
 
-def lock_key(name: str) -> sa.ColumnElement[int]:
+def lock_key(name: str | sa.ColumnElement[str]) -> sa.ColumnElement[int]:
     """The 64-bit advisory-lock key of ``name`` (PostgreSQL's own hash of it)."""
     return sa.func.hashtextextended(name, 0)
 
