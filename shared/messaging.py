@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Iterable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
@@ -40,26 +41,38 @@ def applied_events_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+@dataclass(frozen=True)
+class Written:
+    """An event's outbox row as a statement built once per outbox (``statement``) and the values
+    it is executed with (``params``): a repository that writes the event together with its own
+    change makes its one statement from ``statement``, once, and passes ``params`` each time."""
+
+    statement: sa.Insert
+    params: dict[str, Any]
+
+
 class Outbox:
     """Writes events into a service's outbox inside the caller's transaction."""
 
     def __init__(self, table: sa.Table, *, producer: str) -> None:
         self.table = table
         self.producer = producer
+        self.statement = table.insert().values(
+            event_id=sa.bindparam("outbox_event_id"), topic=sa.bindparam("outbox_topic"), key=sa.bindparam("outbox_key"),
+            payload=sa.bindparam("outbox_payload", type_=table.c.payload.type))
 
     async def add(self, conn: AsyncConnection, event: Event, *, tenant: str, correlation_id: str | None = None) -> Envelope:
-        envelope, insert_row = self.insert(event, tenant=tenant, correlation_id=correlation_id)
-        await conn.execute(insert_row)
+        envelope, written = self.insert(event, tenant=tenant, correlation_id=correlation_id)
+        await conn.execute(written.statement, written.params)
         return envelope
 
-    def insert(self, event: Event, *, tenant: str, correlation_id: str | None = None) -> tuple[Envelope, sa.Insert]:
-        """The event's envelope and the statement that writes it, for a caller that writes it
-        together with its own change in one statement (with the change as a CTE)."""
+    def insert(self, event: Event, *, tenant: str, correlation_id: str | None = None) -> tuple[Envelope, Written]:
+        """The event's envelope and its row to write, for a caller that writes it together with
+        its own change in one statement (with the change as a CTE)."""
         envelope = Envelope.wrap(event, tenant=tenant, producer=self.producer, correlation_id=correlation_id)
-        return envelope, self.table.insert().values(
-            event_id=envelope.event_id, topic=event.TOPIC, key=event.key(tenant),
-            payload=envelope.model_dump(mode="json"),
-        )
+        return envelope, Written(self.statement, {
+            "outbox_event_id": envelope.event_id, "outbox_topic": event.TOPIC, "outbox_key": event.key(tenant),
+            "outbox_payload": envelope.model_dump(mode="json")})
 
 
 class Announce(Protocol):
@@ -80,7 +93,7 @@ class Announcer:
     async def __call__(self, event: Event, *, tenant: str) -> Envelope:
         return await self.outbox.add(self.conn, event, tenant=tenant, correlation_id=self.correlation_id)
 
-    def statement(self, event: Event, *, tenant: str) -> sa.Insert:
+    def statement(self, event: Event, *, tenant: str) -> Written:
         return self.outbox.insert(event, tenant=tenant, correlation_id=self.correlation_id)[1]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.identity.domain import RecentFailures
 from services.identity.tables import domains, failures, locks, portal_lookups, sessions, tenants, tokens, users
 from shared.db import hold, lock_key, record
+from shared.messaging import Written
 
 ALL_SOURCES = ""
 
@@ -94,6 +96,29 @@ def _attempt_query() -> sa.Select[Any]:
 _ATTEMPT = _attempt_query()
 
 
+def _account(table: sa.Table) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.tenant == sa.bindparam("tenant", type_=sa.String), table.c.email == sa.bindparam("email", type_=sa.String))
+
+
+@lru_cache(maxsize=8)
+def _sign_in_query(announce: sa.Insert) -> sa.Insert:
+    """``IdentityRepository.sign_in``'s statement around an outbox's insert, built once per outbox."""
+    forgotten = failures.delete().where(_account(failures), failures.c.source == sa.bindparam("source", type_=sa.String))
+    opened = sessions.insert().values({name: sa.bindparam(f"session_{name}", type_=sessions.c[name].type) for name in (
+        "id", "token_hash", "tenant", "user_id", "remember", "created_at", "idle_expires_at", "absolute_expires_at")})
+    return announce.add_cte(forgotten.cte("forgotten"), opened.cte("opened"))
+
+
+@lru_cache(maxsize=8)
+def _record_failure_query(announce: sa.Insert) -> sa.Insert:
+    """``IdentityRepository.record_failure``'s statement around an outbox's insert, built once per outbox."""
+    forgotten = failures.delete().where(_account(failures), failures.c.failed_at <= sa.bindparam("before", type_=failures.c.failed_at.type))
+    added = failures.insert().values(tenant=sa.bindparam("tenant", type_=sa.String), email=sa.bindparam("email", type_=sa.String),
+                                     source=sa.bindparam("source", type_=sa.String),
+                                     failed_at=sa.bindparam("now", type_=failures.c.failed_at.type))
+    return announce.add_cte(forgotten.cte("forgotten"), added.cte("added"))
+
+
 class IdentityRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -149,21 +174,18 @@ class IdentityRepository:
     # --- failed logins seen here, until lockout's verdict arrives -------------------------------
 
     async def record_failure(self, *, tenant: str, email: str, source: str, now: datetime, window: timedelta,
-                             announce: sa.Insert) -> None:
+                             announce: Written) -> None:
         """Adds a failure, forgets this account's failures older than the window and writes the
-        event (``announce``, an outbox insert), in one statement."""
-        forgotten = failures.delete().where(failures.c.tenant == tenant, failures.c.email == email,
-                                            failures.c.failed_at <= now - window).cte("forgotten")
-        added = failures.insert().values(tenant=tenant, email=email, source=source, failed_at=now).cte("added")
-        await self.conn.execute(announce.add_cte(forgotten, added))
+        event (``announce``, its outbox row), in one statement."""
+        await self.conn.execute(_record_failure_query(announce.statement), {
+            "tenant": tenant, "email": email, "source": source, "now": now, "before": now - window, **announce.params})
 
-    async def sign_in(self, *, tenant: str, email: str, source: str, session: dict[str, Any], announce: sa.Insert) -> None:
+    async def sign_in(self, *, tenant: str, email: str, source: str, session: dict[str, Any], announce: Written) -> None:
         """Forgets the failures from ``source``, opens the session and writes the event
-        (``announce``, an outbox insert), in one statement."""
-        forgotten = failures.delete().where(failures.c.tenant == tenant, failures.c.email == email,
-                                            failures.c.source == source).cte("forgotten")
-        opened = sessions.insert().values(**session).cte("opened")
-        await self.conn.execute(announce.add_cte(forgotten, opened))
+        (``announce``, its outbox row), in one statement."""
+        await self.conn.execute(_sign_in_query(announce.statement), {
+            "tenant": tenant, "email": email, "source": source, **{f"session_{k}": v for k, v in session.items()},
+            **announce.params})
 
     async def attempt(self, *, tenant: str, email: str, source: str, since: datetime) -> Attempt:
         """Try the account's lock, count its failures since ``since`` and read its user, in one
