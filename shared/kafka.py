@@ -156,6 +156,10 @@ class OutboxRelay:
     def wake(self) -> None:
         self.loop.wake()
 
+    def wake_within(self, seconds: float) -> None:
+        """For rows nobody waits for: sent with the next round, ``seconds`` from now at the latest."""
+        self.loop.wake_within(seconds)
+
     async def run(self) -> None:
         await self.loop.run()
 

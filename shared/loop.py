@@ -23,12 +23,26 @@ class PollLoop:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._due: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
+    def wake_within(self, seconds: float) -> None:
+        """Wake the loop ``seconds`` from now at the latest: work that can wait a moment for
+        company, so that one round takes it all. A wake that comes sooner covers it."""
+        if self._due is None and not self._wake.is_set():
+            self._due = asyncio.get_running_loop().call_later(seconds, self._wake_due)
+
+    def _wake_due(self) -> None:
+        self._due = None
+        self.wake()
+
     async def run(self) -> None:
         while not self._stopping:
+            if self._due is not None:  # this round takes what that wake was for
+                self._due.cancel()
+                self._due = None
             try:
                 pause = await self._round()
             except Exception as exc:  # noqa: BLE001 - the work waits for the next round, not for a restart
