@@ -34,6 +34,19 @@ def machine_cpu() -> float:
     return sum(int(fields[i]) for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_command() -> dict[str, float]:
+    """CPU seconds of every process on the machine, summed by command name (java, postgres, ...)."""
+    found: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
 def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
     """CPU seconds of each thread of ``pid``, by (thread id, name)."""
     found = {}
@@ -59,13 +72,13 @@ async def measure(system: System, key: str, logins: int, profile: Path | None) -
         identity = system.processes["identity"].process.pid
         profiler.start(20.0)
         threads, before, started = thread_cpu(identity), service_cpu(system), time.perf_counter()
-        machine = machine_cpu()
+        machine, commands = machine_cpu(), cpu_by_command()
         done = await closed_loop(bench, emails, 4, 3600.0, logins=logins)
         await asyncio.sleep(1.5)  # the consumers finish the last events
         after, elapsed, threads_after = service_cpu(system), time.perf_counter() - started, thread_cpu(identity)
-        idle, machine_after = service_cpu(system), machine_cpu()
+        idle, machine_after, commands_after = service_cpu(system), machine_cpu(), cpu_by_command()
         await asyncio.sleep(elapsed)
-        idle_after, machine_idle = service_cpu(system), machine_cpu()
+        idle_after, machine_idle, commands_idle = service_cpu(system), machine_cpu(), cpu_by_command()
         print(f"{done} logins in {elapsed:.1f} s, BCRYPT_ROUNDS={os.environ['BCRYPT_ROUNDS']}")
         for name in SERVICES:
             work = after[name] - before[name] - (idle_after[name] - idle[name])
@@ -75,6 +88,9 @@ async def measure(system: System, key: str, logins: int, profile: Path | None) -
         print(f"  the whole machine: {machine_work / done * 1000:.2f} ms per login beyond its idle CPU, "
               f"{(machine_work - services) / done * 1000:.2f} ms of it outside the services (Kafka, PostgreSQL, "
               "this client, the kernel)")
+        for name in ("java", "postgres"):
+            work = commands_after.get(name, 0.0) - commands.get(name, 0.0) - (commands_idle.get(name, 0.0) - commands_after.get(name, 0.0))
+            print(f"    of it {name}: {work / done * 1000:.2f} ms per login beyond its idle CPU")
         print("  identity's threads:")
         for thread in sorted(threads_after, key=lambda t: threads.get(t, 0.0) - threads_after[t]):
             print(f"    {thread[1]} {thread[0]}: {(threads_after[thread] - threads.get(thread, 0.0)) / done * 1000:.2f} ms per login")
