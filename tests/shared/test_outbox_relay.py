@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import defaultdict
 
+import pytest
 import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -58,6 +59,40 @@ async def test_two_relays_send_every_row_once_and_keep_each_keys_order(infra: In
     for n, key in received:
         per_key[key].append(n)
     assert all(seq == sorted(seq) for seq in per_key.values())  # in the order written
+
+
+async def test_a_batch_the_broker_did_not_take_stays_unsent_and_goes_out_later(infra: Infrastructure) -> None:
+    """A round marks its rows sent in the statement that takes them; a send that fails rolls the
+    marks back, so the rows go out with the next round that reaches the broker."""
+    suffix = uuid.uuid4().hex[:8]
+    topic, schema = f"relaytest-{suffix}.events", f"relaytest_{suffix}"
+    await ensure_topics(infra.kafka_bootstrap, (topic,))
+    engine = make_engine(infra.database_url)
+    table = outbox_table(sa.MetaData(schema=schema))
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'create schema "{schema}"'))
+        await conn.run_sync(table.metadata.create_all)
+        await conn.execute(table.insert(), [_row(topic, n) for n in range(5)])
+    connected = asyncio.Event()
+    connected.set()
+    nowhere = OutboxRelay(engine=engine, table=table, connected=connected,
+                          producer=lambda: make_producer("127.0.0.1:9", client_id="relay-nowhere"))
+    relay = OutboxRelay(engine=engine, table=table, connected=connected,
+                        producer=lambda: make_producer(infra.kafka_bootstrap, client_id="relay-test"))
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for a broker it cannot reach
+            await nowhere.relay_once()
+        async with engine.connect() as conn:
+            assert await conn.scalar(sa.select(sa.func.count()).where(table.c.sent_at.is_(None))) == 5
+        assert await relay.relay_once() == 5
+        async with engine.connect() as conn:
+            assert await conn.scalar(sa.select(sa.func.count()).where(table.c.sent_at.is_(None))) == 0
+    finally:
+        await nowhere.close()
+        await relay.close()
+        await engine.dispose()
+    received = sorted(int(Envelope.from_bytes(r.value).data["source"]) for r in await records_on(infra.kafka_bootstrap, [topic]))
+    assert received == list(range(5))
 
 
 async def test_event_topics_have_six_partitions_and_keep_events_forever(infra: Infrastructure) -> None:
