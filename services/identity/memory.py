@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.identity.tables import domains, locks, tenants
+from services.identity.repository import IdentityRepository
 from shared import events
 from shared.db import transaction
 from shared.eventlog import partitions_of
@@ -197,12 +196,13 @@ class LiveCopies:
     async def _load(self) -> tuple[Organizations, Locks]:
         organizations, held = Organizations(), Locks()
         async with transaction(self._engine) as conn:
-            for row in await conn.execute(sa.select(tenants)):
-                organizations.save(slug=row.slug, name=row.name, settings=row.settings)
-            for row in await conn.execute(sa.select(domains)):
-                organizations.add_domain(slug=row.slug, host=row.host)
-            for row in await conn.execute(sa.select(locks).where(locks.c.locked_until > sa.func.now())):
-                held.lock(tenant=row.tenant, email=row.email, source=row.source, until=row.locked_until)
+            repo = IdentityRepository(conn)
+            for tenant in await repo.tenants():
+                organizations.save(slug=tenant.slug, name=tenant.name, settings=tenant.settings)
+            for domain in await repo.domains():
+                organizations.add_domain(slug=domain.slug, host=domain.host)
+            for lock in await repo.live_locks():
+                held.lock(tenant=lock.tenant, email=lock.email, source=lock.source, until=lock.locked_until)
         return organizations, held
 
     def _apply(self, raw: bytes | None) -> None:

@@ -28,6 +28,20 @@ class Tenant:
 
 
 @dataclass(frozen=True, slots=True)
+class Domain:
+    slug: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    tenant: str
+    email: str
+    source: str
+    locked_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     id: uuid.UUID
     tenant: str
@@ -132,6 +146,13 @@ class IdentityRepository:
     async def tenant(self, slug: str) -> Tenant | None:
         return record(Tenant, (await self.conn.execute(sa.select(tenants).where(tenants.c.slug == slug))).first())
 
+    async def tenants(self) -> list[Tenant]:
+        """Every organization identity knows, for the replica's memory at start."""
+        return [record(Tenant, row) for row in await self.conn.execute(sa.select(tenants))]
+
+    async def domains(self) -> list[Domain]:
+        return [record(Domain, row) for row in await self.conn.execute(sa.select(domains))]
+
     async def save_tenant(self, *, slug: str, name: str, settings: dict[str, Any]) -> None:
         stmt = insert(tenants).values(slug=slug, name=name, settings=settings)
         await self.conn.execute(stmt.on_conflict_do_update(index_elements=[tenants.c.slug], set_={"name": name, "settings": settings}))
@@ -155,6 +176,10 @@ class IdentityRepository:
         if not every:
             query = query.where(locks.c.source == (source or ALL_SOURCES))
         await self.conn.execute(query)
+
+    async def live_locks(self) -> list[Lock]:
+        """Every lock still in force, for the replica's memory at start."""
+        return [record(Lock, row) for row in await self.conn.execute(sa.select(locks).where(locks.c.locked_until > sa.func.now()))]
 
     async def locked_until(self, *, tenant: str, email: str, source: str, now: datetime) -> datetime | None:
         until: datetime | None = await self.conn.scalar(sa.select(sa.func.max(locks.c.locked_until)).where(
