@@ -44,6 +44,9 @@ class Event(BaseModel):
     TYPE: ClassVar[str]
     VERSION: ClassVar[int] = 1
     TOPIC: ClassVar[str]
+    # Nobody waits for it: the outbox relay may hold it back a moment to send it with others
+    # (OutboxRelay.after), where every other event is sent as soon as it is committed.
+    UNHURRIED: ClassVar[bool] = False
 
     def key(self, tenant: str) -> str:
         return tenant
@@ -122,6 +125,7 @@ class LoginSucceeded(AccountEvent):
 
     TYPE = "LoginSucceeded"
     TOPIC = IDENTITY_TOPIC
+    UNHURRIED = True
     user_id: uuid.UUID
     source: str
     failures_from_source: int | None = None

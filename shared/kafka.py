@@ -25,7 +25,7 @@ from shared.db import DatabaseUnavailable, transaction
 from shared.events import EVENT_TYPES, PARTITIONS, TOPICS, Envelope, Event, dlq_topic
 from shared.failpoints import crash_here
 from shared.loop import AT_ONCE, PollLoop
-from shared.messaging import AppliedEvents
+from shared.messaging import AppliedEvents, Announcer
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ FETCH_MAX_WAIT_MS = 500
 # A relay is woken by every commit of its own process that wrote an event; its rounds between
 # wake-ups only pick up rows whose process died before its relay sent them.
 RELAY_IDLE_SECONDS = 5.0
+RELAY_LINGER_SECONDS = 0.5  # the longest an UNHURRIED event waits for the relay's next round
 COMMIT_INTERVAL = 1.0  # seconds between a subscriber's offset commits (see Offsets)
 
 
@@ -156,9 +157,15 @@ class OutboxRelay:
     def wake(self) -> None:
         self.loop.wake()
 
-    def wake_within(self, seconds: float) -> None:
-        """For rows nobody waits for: sent with the next round, ``seconds`` from now at the latest."""
-        self.loop.wake_within(seconds)
+    def after(self, announced: Announcer) -> None:
+        """Wake after the commit of ``announced``'s transaction: at once when somebody waits for
+        one of its events; within RELAY_LINGER_SECONDS when nobody does (``Event.UNHURRIED``), so
+        that one round, one produce and one fetch per consumer carry several, and any prompt wake
+        takes them along in order; not at all when it wrote none."""
+        if announced.hurried:
+            self.loop.wake()
+        elif announced.wrote:
+            self.loop.wake_within(RELAY_LINGER_SECONDS)
 
     async def run(self) -> None:
         await self.loop.run()

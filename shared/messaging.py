@@ -89,12 +89,19 @@ class Announcer:
 
     def __init__(self, conn: AsyncConnection, outbox: Outbox, *, correlation_id: str | None = None) -> None:
         self.conn, self.outbox, self.correlation_id = conn, outbox, correlation_id
+        self.wrote = self.hurried = False  # any event, and any event somebody waits for (not UNHURRIED)
 
     async def __call__(self, event: Event, *, tenant: str) -> Envelope:
+        self._note(event)
         return await self.outbox.add(self.conn, event, tenant=tenant, correlation_id=self.correlation_id)
 
     def statement(self, event: Event, *, tenant: str) -> Written:
+        self._note(event)
         return self.outbox.insert(event, tenant=tenant, correlation_id=self.correlation_id)[1]
+
+    def _note(self, event: Event) -> None:
+        self.wrote = True
+        self.hurried = self.hurried or not event.UNHURRIED
 
 
 class AppliedEvents:

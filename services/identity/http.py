@@ -35,7 +35,6 @@ MAX_FIELD = 4096  # requests are bounded; the domain gives the precise errors be
 # Passwords get a far higher bound, so any password a person could mean is answered with the
 # contract's password_too_long (over 1024 characters) rather than a generic 422.
 MAX_PASSWORD_FIELD = 65536
-SIGN_IN_LINGER = 0.5  # seconds a LoginSucceeded may wait in the outbox for the relay's next round
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -171,14 +170,9 @@ class Portal:
         """The use case's outcome, given the repository and the announcer of one transaction; a
         refusal is raised, also one the use case returned so that its events were committed first."""
         async with transaction(self.runtime.engine) as conn:
-            outcome = await use_case(IdentityRepository(conn), Announcer(conn, self.runtime.outbox), self.deps, org, **kwargs)
-        if isinstance(outcome, handlers.SignedIn):
-            # LoginSucceeded: nobody waits for it, so it waits up to SIGN_IN_LINGER for company
-            # and one relay round, one produce and one fetch per consumer carry several; any
-            # other event wakes the relay at once and takes it along, still in order.
-            self.runtime.relay.wake_within(SIGN_IN_LINGER)
-        else:
-            self.runtime.relay.wake()
+            announce = Announcer(conn, self.runtime.outbox)
+            outcome = await use_case(IdentityRepository(conn), announce, self.deps, org, **kwargs)
+        self.runtime.relay.after(announce)
         if isinstance(outcome, Refused):
             raise outcome
         return outcome
