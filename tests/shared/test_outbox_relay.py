@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -23,7 +24,8 @@ from tests.conftest import records_on
 ROWS, KEYS = 300, 10
 
 
-async def test_two_relays_send_every_row_once_and_keep_each_keys_order(infra: Infrastructure) -> None:
+async def _outbox(infra: Infrastructure, rows: int) -> tuple[AsyncEngine, sa.Table, str]:
+    """An outbox of its own, in a fresh schema, holding ``rows`` rows for a fresh topic."""
     suffix = uuid.uuid4().hex[:8]
     topic, schema = f"relaytest-{suffix}.events", f"relaytest_{suffix}"
     await ensure_topics(infra.kafka_bootstrap, (topic,))
@@ -32,8 +34,12 @@ async def test_two_relays_send_every_row_once_and_keep_each_keys_order(infra: In
     async with engine.begin() as conn:
         await conn.execute(sa.text(f'create schema "{schema}"'))
         await conn.run_sync(table.metadata.create_all)
-        await conn.execute(table.insert(), [_row(topic, n) for n in range(ROWS)])
+        await conn.execute(table.insert(), [_row(topic, n) for n in range(rows)])
+    return engine, table, topic
 
+
+async def test_two_relays_send_every_row_once_and_keep_each_keys_order(infra: Infrastructure) -> None:
+    engine, table, topic = await _outbox(infra, ROWS)
     connected = asyncio.Event()
     connected.set()
     relays = [OutboxRelay(engine=engine, table=table, connected=connected, batch=20,
@@ -64,15 +70,7 @@ async def test_two_relays_send_every_row_once_and_keep_each_keys_order(infra: In
 async def test_a_batch_the_broker_did_not_take_stays_unsent_and_goes_out_later(infra: Infrastructure) -> None:
     """A round marks its rows sent in the statement that takes them; a send that fails rolls the
     marks back, so the rows go out with the next round that reaches the broker."""
-    suffix = uuid.uuid4().hex[:8]
-    topic, schema = f"relaytest-{suffix}.events", f"relaytest_{suffix}"
-    await ensure_topics(infra.kafka_bootstrap, (topic,))
-    engine = make_engine(infra.database_url)
-    table = outbox_table(sa.MetaData(schema=schema))
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'create schema "{schema}"'))
-        await conn.run_sync(table.metadata.create_all)
-        await conn.execute(table.insert(), [_row(topic, n) for n in range(5)])
+    engine, table, topic = await _outbox(infra, 5)
     connected = asyncio.Event()
     connected.set()
     nowhere = OutboxRelay(engine=engine, table=table, connected=connected,
