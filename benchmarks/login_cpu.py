@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import ADMIN, SERVICES, Bench, Profiler, closed_loop, local_system, service_cpu
+from bench import ADMIN, SERVICES, Bench, Profiler, closed_loop, cpu_seconds, local_system, service_cpu
 
 from portal_auth.system import System
 from shared.secrets import new_mail_token_key
@@ -39,12 +39,17 @@ def cpu_by_command() -> dict[str, float]:
     found: dict[str, float] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            name, seconds = Path(f"/proc/{pid}/comm").read_text().strip(), cpu_seconds(int(pid))
         except OSError:
-            continue
-        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            continue  # ended meanwhile
+        found[name] = found.get(name, 0.0) + seconds
     return found
+
+
+def beyond_idle(before: dict[str, float], after: dict[str, float], idle: dict[str, float],
+                idle_after: dict[str, float], name: str) -> float:
+    """``name``'s CPU seconds over the logins, less what it took over as long idle right after."""
+    return after.get(name, 0.0) - before.get(name, 0.0) - (idle_after.get(name, 0.0) - idle.get(name, 0.0))
 
 
 def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
@@ -80,17 +85,17 @@ async def measure(system: System, key: str, logins: int, profile: Path | None) -
         await asyncio.sleep(elapsed)
         idle_after, machine_idle, commands_idle = service_cpu(system), machine_cpu(), cpu_by_command()
         print(f"{done} logins in {elapsed:.1f} s, BCRYPT_ROUNDS={os.environ['BCRYPT_ROUNDS']}")
+        work = {name: beyond_idle(before, after, idle, idle_after, name) for name in SERVICES}
         for name in SERVICES:
-            work = after[name] - before[name] - (idle_after[name] - idle[name])
-            print(f"  {name}: {work / done * 1000:.2f} ms per login beyond its idle CPU")
-        services = sum(after[name] - before[name] - (idle_after[name] - idle[name]) for name in SERVICES)
+            print(f"  {name}: {work[name] / done * 1000:.2f} ms per login beyond its idle CPU")
+        services = sum(work.values())
         machine_work = (machine_after - machine) - (machine_idle - machine_after)
         print(f"  the whole machine: {machine_work / done * 1000:.2f} ms per login beyond its idle CPU, "
               f"{(machine_work - services) / done * 1000:.2f} ms of it outside the services (Kafka, PostgreSQL, "
               "this client, the kernel)")
         for name in ("java", "postgres"):
-            work = commands_after.get(name, 0.0) - commands.get(name, 0.0) - (commands_idle.get(name, 0.0) - commands_after.get(name, 0.0))
-            print(f"    of it {name}: {work / done * 1000:.2f} ms per login beyond its idle CPU")
+            beyond = beyond_idle(commands, commands_after, commands_after, commands_idle, name)
+            print(f"    of it {name}: {beyond / done * 1000:.2f} ms per login beyond its idle CPU")
         print("  identity's threads:")
         for thread in sorted(threads_after, key=lambda t: threads.get(t, 0.0) - threads_after[t]):
             print(f"    {thread[1]} {thread[0]}: {(threads_after[thread] - threads.get(thread, 0.0)) / done * 1000:.2f} ms per login")
